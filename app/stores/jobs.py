@@ -1,0 +1,43 @@
+"""The ingestion queue: RQ on Valkey. One job per file, its id the file id."""
+
+import math
+
+from redis import Redis
+from rq import Queue
+
+from app.settings import Settings
+
+PROCESS_FILE = "worker.jobs.process_file"  # by name: the API never imports worker code
+
+
+def job_timeout(settings: Settings, size_bytes: int) -> int:
+    """Seconds a job may run: a base plus a share per MB, capped. Never RQ's silent 180 s."""
+    per_mb = settings.job_timeout_per_mb_s * math.ceil(size_bytes / (1024 * 1024))
+    return min(settings.job_timeout_base_s + per_mb, settings.job_timeout_max_s)
+
+
+class JobQueue:
+    def __init__(self, settings: Settings, connection: Redis | None = None) -> None:
+        self.settings = settings
+        self.connection = connection or Redis.from_url(
+            settings.valkey_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2
+        )
+        self.queue = Queue(settings.queue_name, connection=self.connection)
+
+    def enqueue_file(self, file_id: str, size_bytes: int) -> None:
+        self.queue.enqueue(
+            PROCESS_FILE,
+            file_id,
+            job_id=file_id,
+            job_timeout=job_timeout(self.settings, size_bytes),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"process_file({file_id})",
+        )
+
+    def cancel(self, file_id: str) -> None:
+        """Drop a file's job if it is still waiting; a running one notices the file is gone."""
+        self.queue.remove(file_id)
+
+    def close(self) -> None:
+        self.connection.close()

@@ -1,0 +1,164 @@
+"""Receiving an upload: each file streamed to storage while hashed and measured.
+
+A request is all or nothing: if any file is refused (too large, unsupported,
+empty) or the client goes away, every file of the request is rolled back (bytes
+and status documents) and none is queued. Files are queued only once the whole
+body has arrived, so no job can start on a file whose request later fails.
+"""
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import anyio
+from starlette.requests import Request
+
+from app import filetypes
+from app.filenames import display_name, safe_name
+from app.multipart import PartData, PartEnd, PartStart, events
+from app.settings import Settings
+from app.status import ErrorCode
+from app.stores import Stores
+from app.stores.blobs import BlobWriter
+
+log = logging.getLogger("app.upload")
+
+
+class UploadRejected(Exception):
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(message)
+
+
+@dataclass
+class IncomingFile:
+    file_id: str
+    filename: str
+    declared_type: str
+    key: str
+    size: int = 0
+    content_type: str | None = None
+    head: bytearray = field(default_factory=bytearray)
+    hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    writer: BlobWriter | None = None
+    committed: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return self.hasher.hexdigest()
+
+
+class Receiver:
+    def __init__(self, request: Request, tenant: str, stores: Stores, settings: Settings) -> None:
+        self.request = request
+        self.tenant = tenant
+        self.stores = stores
+        self.settings = settings
+        self.files: list[IncomingFile] = []
+
+    async def receive(self) -> list[IncomingFile]:
+        current: IncomingFile | None = None
+        try:
+            async for ev in events(self.request):
+                if isinstance(ev, PartStart):
+                    current = await self._start(ev) if ev.filename is not None else None
+                elif isinstance(ev, PartData) and current is not None:
+                    await self._feed(current, ev.data)
+                elif isinstance(ev, PartEnd) and current is not None:
+                    await self._finish(current)
+                    current = None
+            if not self.files:
+                raise UploadRejected(422, ErrorCode.EMPTY_FILE, "No file in the request: send `files` parts.")
+            return self.files
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.rollback()
+            raise
+
+    async def _start(self, part: PartStart) -> IncomingFile:
+        if len(self.files) >= self.settings.max_files_per_request:
+            raise UploadRejected(
+                422,
+                ErrorCode.TOO_MANY_FILES,
+                f"At most {self.settings.max_files_per_request} files per request.",
+            )
+        file_id = str(uuid.uuid4())
+        name = safe_name(part.filename)
+        incoming = IncomingFile(
+            file_id=file_id,
+            filename=display_name(part.filename),
+            declared_type=part.content_type,
+            key=f"{file_id}/{name}",
+        )
+        self.files.append(incoming)
+        await self.stores.files.create(
+            {
+                "_id": file_id,
+                "tenant": self.tenant,
+                "filename": incoming.filename,
+                "declared_content_type": part.content_type,
+                "storage_key": incoming.key,
+                "storage": self.settings.storage,
+            }
+        )
+        return incoming
+
+    async def _feed(self, f: IncomingFile, data: bytes) -> None:
+        f.size += len(data)
+        if f.size > self.settings.max_upload_bytes:
+            raise UploadRejected(
+                413,
+                ErrorCode.FILE_TOO_LARGE,
+                f"{f.filename!r} is larger than the limit of {self.settings.max_upload_bytes} bytes.",
+            )
+        f.hasher.update(data)
+        if f.writer is None:
+            f.head += data
+            if len(f.head) >= filetypes.SNIFF_BYTES:
+                await self._open(f)
+        else:
+            await f.writer.write(data)
+
+    async def _open(self, f: IncomingFile) -> None:
+        """Decide the type from the first bytes, then start writing."""
+        f.content_type = filetypes.sniff(bytes(f.head[: filetypes.SNIFF_BYTES]), f.filename)
+        if f.content_type is None:
+            raise UploadRejected(
+                415,
+                ErrorCode.UNSUPPORTED_TYPE,
+                f"{f.filename!r} is not a supported type. Supported: {', '.join(filetypes.SUPPORTED)}.",
+            )
+        f.writer = await self.stores.blobs.open_writer(f.key)
+        await f.writer.write(bytes(f.head))
+        f.head.clear()
+
+    async def _finish(self, f: IncomingFile) -> None:
+        if f.size == 0:
+            raise UploadRejected(422, ErrorCode.EMPTY_FILE, f"{f.filename!r} is empty.")
+        if f.writer is None:
+            await self._open(f)
+        await f.writer.commit()
+        f.committed = True
+        await self.stores.files.update_fields(f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type)
+
+    async def queue_all(self) -> None:
+        """saving -> queued, then the job: a job never finds its file still saving."""
+        for f in self.files:
+            await self.stores.files.mark_queued(f.file_id)
+            await anyio.to_thread.run_sync(self.stores.jobs.enqueue_file, f.file_id, f.size)
+
+    async def rollback(self) -> None:
+        """Remove every trace of this request's files; each step tried on its own."""
+        for f in self.files:
+            steps = [
+                lambda f=f: f.writer.abort() if f.writer is not None and not f.committed else anyio.sleep(0),
+                lambda f=f: anyio.to_thread.run_sync(self.stores.jobs.cancel, f.file_id),
+                lambda f=f: self.stores.blobs.delete_file(f.file_id),
+                lambda f=f: self.stores.files.delete(f.file_id),
+            ]
+            for step in steps:
+                try:
+                    await step()
+                except Exception:
+                    log.warning("rollback step for file %s failed", f.file_id, exc_info=True)

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# docproc on one machine.
+#   ./run.sh              install what is missing, then run the whole local stack
+#   ./run.sh test [args]  install what is missing, then run the test suite (pytest args pass through)
+set -euo pipefail
+cd "$(dirname "$0")"
+export HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed" >&2; exit 1; }
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_packages() {
+  local missing=()
+  command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+  command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "warning: ${missing[*]} missing and not root: OCR of scanned pages will fail" >&2
+    return
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+venv() {  # venv <dir> <requirements files...>: create, and (re)install when the pins change
+  local dir=$1; shift
+  local stamp
+  stamp=$(cat "$@" | sha256sum | cut -d' ' -f1)
+  [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$stamp" ] && return
+  log "installing $* into $dir"
+  [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+  local req
+  for req in "$@"; do
+    # the pins are a complete closure: --no-deps keeps the resolver from adding anything
+    "$dir/bin/pip" install -q --no-deps -r "$req" 2> >(grep -v "is ignored: it is neither" >&2)
+  done
+  echo "$stamp" > "$dir/.installed"
+}
+
+install() {
+  apt_packages
+  venv .venv requirements.txt "$@"
+  venv .venv-secantus requirements-secantus.txt
+}
+
+case "${1:-serve}" in
+  serve)
+    install
+    exec .venv/bin/python -m app.localstack serve
+    ;;
+  test)
+    shift
+    install requirements-dev.txt
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh [serve | test [pytest args]]" >&2
+    exit 2
+    ;;
+esac

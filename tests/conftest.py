@@ -1,0 +1,39 @@
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.stack import Stack, start_api, start_servers
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_servers(tmp_path_factory.mktemp("stack"))
+    # the in-process worker (tests/helpers) reads the same settings as the API
+    os.environ.update(stack.env, MAX_UPLOAD_BYTES=str(2 * 1024 * 1024), MAX_FILES_PER_REQUEST="8")
+    stack.env.update(MAX_UPLOAD_BYTES=str(2 * 1024 * 1024), MAX_FILES_PER_REQUEST="8")
+    from app.settings import get_settings
+
+    get_settings.cache_clear()
+    yield stack
+    stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Stack) -> Iterator[str]:
+    proc, url = start_api(stack)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def data_dir(stack: Stack) -> Path:
+    return Path(stack.env["DATA_DIR"])

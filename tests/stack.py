@@ -1,0 +1,146 @@
+"""Real servers for the tests: Valkey, SecantusDB, PostgreSQL, moto's S3, the API
+and RQ workers, each a subprocess on a free port with its data in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app import localstack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, user: str | None = None) -> Proc:
+        log = self.root / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        full_env = {**os.environ, **self.env, **(env or {})}
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=ROOT,
+                start_new_session=True,
+                **localstack.run_as(user),
+            )
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def start_servers(root: Path) -> Stack:
+    stack = Stack(root)
+    ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres")}
+    stack.spawn("valkey", localstack.valkey_argv(ports["valkey"], root / "valkey"))
+    stack.spawn("mongo", localstack.mongo_argv(ports["mongo"], root / "mongo"))
+    localstack.init_postgres(root / "postgres")
+    stack.spawn(
+        "postgres",
+        localstack.postgres_argv(ports["postgres"], root / "postgres", durable=False),
+        user=localstack.postgres_user(),
+    )
+    stack.env.update(
+        VALKEY_URL=localstack.valkey_url(ports["valkey"]),
+        MONGO_URL=localstack.mongo_url(ports["mongo"]),
+        DATABASE_URL=localstack.postgres_url(ports["postgres"]),
+        DATA_DIR=str(root / "data"),
+        MONGO_DB="docproc_test",
+        HF_HUB_OFFLINE="1",
+        DO_NOT_TRACK="1",
+    )
+    try:
+        localstack.wait_valkey(stack.env["VALKEY_URL"])
+        localstack.wait_mongo(stack.env["MONGO_URL"])
+        localstack.wait_postgres(stack.env["DATABASE_URL"])
+    except TimeoutError:
+        for p in stack.procs:
+            print(f"--- {p.name}\n{p.tail()}", file=sys.stderr)
+        stack.stop_all()
+        raise
+    return stack
+
+
+def start_api(stack: Stack, name: str = "api", env: dict[str, str] | None = None) -> tuple[Proc, str]:
+    port = localstack.free_port()
+    proc = stack.spawn(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"API exited:\n{proc.tail()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"API not up:\n{proc.tail()}")
+
+
+def rq_worker_argv(queue: str, burst: bool = True) -> list[str]:
+    argv = [
+        str(Path(sys.executable).parent / "rq"),
+        "worker",
+        "--with-scheduler",
+        "--worker-class",
+        "worker.rqworker.IngestWorker",
+        "--url",
+        os.environ["VALKEY_URL"],
+    ]
+    if burst:
+        argv.append("--burst")
+    return [*argv, queue]

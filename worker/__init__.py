@@ -1,0 +1,1 @@
+"""The ingestion worker: RQ jobs that parse, chunk, embed and index files."""
