@@ -24,20 +24,22 @@ apt_packages() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-venv() {  # venv <dir> <requirements files...>: create, and (re)install when the pins change
+quiet_pip() {  # pip, minus the warnings about this machine's unused local indexes
+  "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
+
+venv() {  # venv <dir> <requirements files...>: create, and (re)install a file when its pins change
   local dir=$1; shift
-  local stamp
-  stamp=$(cat "$@" | sha256sum | cut -d' ' -f1)
-  [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$stamp" ] && return
-  log "installing $* into $dir"
-  [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
-  "$dir/bin/pip" install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
-  local req
+  [ -x "$dir/bin/python" ] || { "$PY" -m venv "$dir" && quiet_pip "$dir/bin/pip" install -q --upgrade pip; }
+  local req stamp
   for req in "$@"; do
+    stamp="$dir/.installed-$(basename "$req")"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(sha256sum < "$req")" ] && continue
+    log "installing $req into $dir"
     # the pins are a complete closure: --no-deps keeps the resolver from adding anything
-    "$dir/bin/pip" install -q --no-deps -r "$req" 2> >(grep -v "is ignored: it is neither" >&2)
+    quiet_pip "$dir/bin/pip" install -q --no-deps -r "$req"
+    sha256sum < "$req" > "$stamp"
   done
-  echo "$stamp" > "$dir/.installed"
 }
 
 install() {

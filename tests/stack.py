@@ -70,6 +70,17 @@ class Stack:
 
 def start_servers(root: Path) -> Stack:
     stack = Stack(root)
+    try:
+        return _start_servers(stack)
+    except BaseException:
+        for p in stack.procs:
+            print(f"--- {p.name}\n{p.tail()}", file=sys.stderr)
+        stack.stop_all()
+        raise
+
+
+def _start_servers(stack: Stack) -> Stack:
+    root = stack.root
     ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres")}
     stack.spawn("valkey", localstack.valkey_argv(ports["valkey"], root / "valkey"))
     stack.spawn("mongo", localstack.mongo_argv(ports["mongo"], root / "mongo"))
@@ -88,15 +99,9 @@ def start_servers(root: Path) -> Stack:
         HF_HUB_OFFLINE="1",
         DO_NOT_TRACK="1",
     )
-    try:
-        localstack.wait_valkey(stack.env["VALKEY_URL"])
-        localstack.wait_mongo(stack.env["MONGO_URL"])
-        localstack.wait_postgres(stack.env["DATABASE_URL"])
-    except TimeoutError:
-        for p in stack.procs:
-            print(f"--- {p.name}\n{p.tail()}", file=sys.stderr)
-        stack.stop_all()
-        raise
+    localstack.wait_valkey(stack.env["VALKEY_URL"])
+    localstack.wait_mongo(stack.env["MONGO_URL"])
+    localstack.wait_postgres(stack.env["DATABASE_URL"])
     return stack
 
 
