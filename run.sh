@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # docproc on one machine.
 #   ./run.sh              install what is missing, then run the whole local stack
-#   ./run.sh test [args]  install what is missing, then run the test suite (pytest args pass through)
+#   ./run.sh test         install what is missing, then run every test (the service's, then the CDK app's)
+#   ./run.sh test ARGS    the service's tests only, with pytest ARGS (e.g. tests/test_pipeline.py -x)
 set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -56,7 +57,13 @@ case "${1:-serve}" in
   test)
     shift
     install requirements-dev.txt
-    exec .venv/bin/python -m pytest "$@"
+    if [ $# -gt 0 ]; then  # a chosen subset: the service's tests only
+      exec .venv/bin/python -m pytest "$@"
+    fi
+    .venv/bin/python -m pytest
+    # the CDK app has its own toolchain (jsii's pins clash with the service's)
+    infra_cdk/setup.sh
+    exec infra_cdk/.venv/bin/python -m pytest -q -c infra_cdk/pytest.ini infra_cdk/tests
     ;;
   *)
     echo "usage: ./run.sh [serve | test [pytest args]]" >&2

@@ -293,7 +293,7 @@ def supervisor_conf(
         }
     wait = f"{py} -m app.localstack wait"
     programs["api"] = {
-        "command": f"sh -c '{wait} && exec {py} -m gunicorn \"app.main:create_app()\" "
+        "command": f'sh -c \'{wait} && exec {py} -m gunicorn "app.main:create_app()" '
         f"--bind {api_bind} --workers {api_workers} --worker-class uvicorn.workers.UvicornWorker "
         f"--graceful-timeout 30'",
         "priority": "20",
@@ -307,6 +307,13 @@ def supervisor_conf(
         "priority": "20",
         "stopsignal": "TERM",
         "stopwaitsecs": "60",
+    }
+
+    programs["watchdog"] = {
+        "command": f"sh -c '{wait} && exec {py} -m worker.watchdog'",
+        "priority": "20",
+        "stopsignal": "TERM",
+        "stopwaitsecs": "10",
     }
 
     lines = [

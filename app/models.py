@@ -24,6 +24,7 @@ class FileOut(BaseModel):
     progress: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     attempts: int = 0
+    last_error: str | None = None  # the transient failure or lost worker behind the latest retry
     page_count: int | None = None
     chunk_count: int | None = None
     created_at: datetime
@@ -45,6 +46,7 @@ class UploadedFile(BaseModel):
     sha256: str
     status: FileStatus
     status_url: str
+    duplicate_of: str | None = None  # set when DEDUP=return_existing answered with an existing file
 
 
 class UploadResponse(BaseModel):

@@ -38,12 +38,37 @@ class Settings(BaseSettings):
     job_timeout_per_mb_s: int = Field(30, ge=0)
     job_timeout_max_s: int = Field(4 * 3600, gt=0)
 
+    # reliability
+    dedup: Literal["return_existing", "reject", "allow"] = "return_existing"
+    idempotency_ttl_s: int = Field(24 * 3600, gt=0)
+    max_attempts: int = Field(3, ge=1)  # per file: transient failures and lost workers share the budget
+    retry_intervals_s: list[int] = [10, 60, 300]  # RQ Retry backoff between attempts
+    heartbeat_interval_s: float = Field(10, gt=0)
+    heartbeat_timeout_s: float = Field(60, gt=0)  # a processing file silent this long is requeued
+    watchdog_interval_s: float = Field(15, gt=0)
+    queued_grace_s: float = Field(30, ge=0)  # a queued file with no job this long is enqueued again
+    saving_timeout_s: float = Field(3600, gt=0)  # an upload this old still `saving` was abandoned
+    sweep_interval_s: float = Field(600, gt=0)  # orphan chunks and bytes
+    dependency_timeout_s: float = Field(1.0, gt=0)  # API calls to a server fail after this (503)
+
     # tenancy (one tenant until API keys exist)
     default_tenant: str = "default"
 
     # parsing and chunking
     chunk_max_tokens: int = Field(256, ge=32, le=512)
     chunk_overlap_tokens: int = Field(32, ge=0)
+
+    # parsing (see the README's configuration table)
+    ocr_enabled: bool = True  # off: pages without a text layer are skipped and counted
+    ocr_languages: str = Field("eng", pattern=r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*$")  # tesseract's, e.g. "eng+deu"
+    ocr_dpi: int = Field(300, ge=72, le=600)
+    ocr_page_timeout_s: int = Field(120, gt=0)
+    max_pages: int = Field(2000, gt=0)  # PDF pages, PPTX slides
+    max_ocr_pages: int = Field(500, ge=0)
+    max_characters: int = Field(10_000_000, gt=0)
+    limit_mode: Literal["fail", "truncate"] = "fail"  # what exceeding a limit above does
+    max_decompressed_bytes: int = Field(256 * 1024 * 1024, gt=0)  # DOCX/PPTX unpacked (zip bombs)
+    max_html_depth: int = Field(256, ge=16, le=2000)  # lxml itself stops silently at 2048
 
     # embeddings
     embedding_runtime: Literal["auto", "torch", "onnx"] = "auto"

@@ -9,16 +9,18 @@ body has arrived, so no job can start on a file whose request later fails.
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import anyio
+from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 
 from app import filetypes
 from app.filenames import display_name, safe_name
 from app.multipart import PartData, PartEnd, PartStart, events
 from app.settings import Settings
-from app.status import ErrorCode
+from app.status import ErrorCode, FileStatus
 from app.stores import Stores
 from app.stores.blobs import BlobWriter
 
@@ -43,6 +45,9 @@ class IncomingFile:
     hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     writer: BlobWriter | None = None
     committed: bool = False
+    doc_created: bool = False
+    duplicate_of: str | None = None
+    duplicate_status: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -56,6 +61,7 @@ class Receiver:
         self.stores = stores
         self.settings = settings
         self.files: list[IncomingFile] = []
+        self.mongo_down = False  # skip MongoDB in a rollback once it has failed to answer
 
     async def receive(self) -> list[IncomingFile]:
         current: IncomingFile | None = None
@@ -92,9 +98,18 @@ class Receiver:
             key=f"{file_id}/{name}",
         )
         self.files.append(incoming)
+        incoming.doc_created = True  # before the insert: if it times out, the document may still exist
+        try:
+            await self._create_doc(incoming, part)
+        except ConnectionFailure:
+            self.mongo_down = True
+            raise
+        return incoming
+
+    async def _create_doc(self, incoming: IncomingFile, part: PartStart) -> None:
         await self.stores.files.create(
             {
-                "_id": file_id,
+                "_id": incoming.file_id,
                 "tenant": self.tenant,
                 "filename": incoming.filename,
                 "declared_content_type": part.content_type,
@@ -102,7 +117,6 @@ class Receiver:
                 "storage": self.settings.storage,
             }
         )
-        return incoming
 
     async def _feed(self, f: IncomingFile, data: bytes) -> None:
         f.size += len(data)
@@ -122,7 +136,10 @@ class Receiver:
 
     async def _open(self, f: IncomingFile) -> None:
         """Decide the type from the first bytes, then start writing."""
-        f.content_type = filetypes.sniff(bytes(f.head[: filetypes.SNIFF_BYTES]), f.filename)
+        try:
+            f.content_type = filetypes.sniff(bytes(f.head[: filetypes.SNIFF_BYTES]), f.filename, f.declared_type)
+        except filetypes.ContentTypeMismatch as exc:
+            raise UploadRejected(415, exc.code, exc.message) from exc
         if f.content_type is None:
             raise UploadRejected(
                 415,
@@ -141,24 +158,57 @@ class Receiver:
         await f.writer.commit()
         f.committed = True
         await self.stores.files.update_fields(f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type)
+        if self.settings.dedup != "allow":
+            await self._dedup(f)
+
+    async def _dedup(self, f: IncomingFile) -> None:
+        """Same content already here (for this tenant): refuse it, or answer with the existing file."""
+        earlier = next((o for o in self.files if o is not f and o.sha256 == f.sha256 and not o.duplicate_of), None)
+        if earlier is not None:
+            existing_id, existing_status = earlier.file_id, FileStatus.QUEUED.value
+        else:
+            doc = await self.stores.files.find_duplicate(self.tenant, f.sha256)
+            if doc is None:
+                return
+            existing_id, existing_status = doc["_id"], doc["status"]
+        if self.settings.dedup == "reject":
+            message = f"{f.filename!r} has the same content as file {existing_id}."
+            raise UploadRejected(409, ErrorCode.DUPLICATE, message)
+        await self.stores.blobs.delete_file(f.file_id)
+        await self.stores.files.delete(f.file_id)
+        f.duplicate_of, f.duplicate_status = existing_id, existing_status
 
     async def queue_all(self) -> None:
         """saving -> queued, then the job: a job never finds its file still saving."""
         for f in self.files:
+            if f.duplicate_of:
+                continue
             await self.stores.files.mark_queued(f.file_id)
             await anyio.to_thread.run_sync(self.stores.jobs.enqueue_file, f.file_id, f.size)
 
     async def rollback(self) -> None:
-        """Remove every trace of this request's files; each step tried on its own."""
+        """Remove every trace of this request's files; each step tried on its own.
+
+        Once MongoDB fails to answer, its remaining steps are skipped so the error
+        reaches the client fast; a `saving` document left behind is removed by the
+        watchdog after SAVING_TIMEOUT_S.
+        """
         for f in self.files:
-            steps = [
-                lambda f=f: f.writer.abort() if f.writer is not None and not f.committed else anyio.sleep(0),
-                lambda f=f: anyio.to_thread.run_sync(self.stores.jobs.cancel, f.file_id),
-                lambda f=f: self.stores.blobs.delete_file(f.file_id),
-                lambda f=f: self.stores.files.delete(f.file_id),
-            ]
-            for step in steps:
+            if f.writer is not None and not f.committed:
+                await self._quietly(f, f.writer.abort())
+            await self._quietly(f, anyio.to_thread.run_sync(self.stores.jobs.cancel, f.file_id))
+            await self._quietly(f, self.stores.blobs.delete_file(f.file_id))
+            if f.doc_created and not self.mongo_down:
                 try:
-                    await step()
+                    await self.stores.files.delete(f.file_id)
+                except ConnectionFailure:
+                    self.mongo_down = True
                 except Exception:
-                    log.warning("rollback step for file %s failed", f.file_id, exc_info=True)
+                    log.warning("rollback: status document of %s not removed", f.file_id, exc_info=True)
+
+    @staticmethod
+    async def _quietly(f: IncomingFile, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except Exception:
+            log.warning("rollback step for file %s failed", f.file_id, exc_info=True)

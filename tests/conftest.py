@@ -1,16 +1,17 @@
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.stack import Stack, start_api, start_servers
+from tests.stack import Stack, stack_dir, start_api, start_servers
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_servers(tmp_path_factory.mktemp("stack"))
+def stack() -> Iterator[Stack]:
+    stack = start_servers(stack_dir("session"))
     # the in-process worker (tests/helpers) reads the same settings as the API
     os.environ.update(stack.env, MAX_UPLOAD_BYTES=str(2 * 1024 * 1024), MAX_FILES_PER_REQUEST="8")
     stack.env.update(MAX_UPLOAD_BYTES=str(2 * 1024 * 1024), MAX_FILES_PER_REQUEST="8")
@@ -19,6 +20,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     get_settings.cache_clear()
     yield stack
     stack.stop_all()
+    shutil.rmtree(stack.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

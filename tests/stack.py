@@ -4,8 +4,10 @@ and RQ workers, each a subprocess on a free port with its data in a temp dir."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +25,9 @@ class Proc:
     popen: subprocess.Popen
     log: Path
 
-    def stop(self, timeout: float = 15) -> None:
+    def stop(self, timeout: float = 15, sig: int = signal.SIGTERM) -> None:
         if self.popen.poll() is None:
-            self.popen.terminate()
+            self.popen.send_signal(sig)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -44,6 +46,25 @@ class Stack:
     root: Path
     env: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    servers: dict[str, Proc] = field(default_factory=dict)
+    server_argv: dict[str, tuple[list[str], str | None]] = field(default_factory=dict)
+
+    def start_server(self, name: str, argv: list[str], user: str | None = None) -> Proc:
+        self.server_argv[name] = (argv, user)
+        self.servers[name] = self.spawn(name, argv, user=user)
+        return self.servers[name]
+
+    def stop_server(self, name: str) -> None:
+        # PostgreSQL's SIGTERM waits for every client to hang up; SIGINT is its fast shutdown
+        self.servers[name].stop(sig=signal.SIGINT if name == "postgres" else signal.SIGTERM)
+
+    def restart_server(self, name: str) -> None:
+        """Start a stopped server again: same port, same data."""
+        argv, user = self.server_argv[name]
+        self.servers[name] = self.spawn(name, argv, user=user)
+        wait = {"valkey": localstack.wait_valkey, "mongo": localstack.wait_mongo, "postgres": localstack.wait_postgres}
+        url = {"valkey": "VALKEY_URL", "mongo": "MONGO_URL", "postgres": "DATABASE_URL"}[name]
+        wait[name](self.env[url])
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, user: str | None = None) -> Proc:
         log = self.root / "logs" / f"{name}.log"
@@ -65,7 +86,17 @@ class Stack:
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(sig=signal.SIGINT if proc.name == "postgres" else signal.SIGTERM)
+
+
+def stack_dir(name: str) -> Path:
+    """A fresh directory for a stack's data and logs.
+
+    Not under pytest's tmp_path: pytest makes its base directory private (0700)
+    whenever a session starts, and PostgreSQL runs as another user that must reach
+    its data directory.
+    """
+    return Path(tempfile.mkdtemp(prefix=f"docproc-{name}-"))
 
 
 def start_servers(root: Path) -> Stack:
@@ -82,10 +113,10 @@ def start_servers(root: Path) -> Stack:
 def _start_servers(stack: Stack) -> Stack:
     root = stack.root
     ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres")}
-    stack.spawn("valkey", localstack.valkey_argv(ports["valkey"], root / "valkey"))
-    stack.spawn("mongo", localstack.mongo_argv(ports["mongo"], root / "mongo"))
+    stack.start_server("valkey", localstack.valkey_argv(ports["valkey"], root / "valkey"))
+    stack.start_server("mongo", localstack.mongo_argv(ports["mongo"], root / "mongo"))
     localstack.init_postgres(root / "postgres")
-    stack.spawn(
+    stack.start_server(
         "postgres",
         localstack.postgres_argv(ports["postgres"], root / "postgres", durable=False),
         user=localstack.postgres_user(),
@@ -136,7 +167,7 @@ def start_api(stack: Stack, name: str = "api", env: dict[str, str] | None = None
     raise TimeoutError(f"API not up:\n{proc.tail()}")
 
 
-def rq_worker_argv(queue: str, burst: bool = True) -> list[str]:
+def rq_worker_argv(queue: str, burst: bool = True, valkey_url: str | None = None) -> list[str]:
     argv = [
         str(Path(sys.executable).parent / "rq"),
         "worker",
@@ -144,7 +175,7 @@ def rq_worker_argv(queue: str, burst: bool = True) -> list[str]:
         "--worker-class",
         "worker.rqworker.IngestWorker",
         "--url",
-        os.environ["VALKEY_URL"],
+        valkey_url or os.environ["VALKEY_URL"],
     ]
     if burst:
         argv.append("--burst")

@@ -64,7 +64,7 @@ def _raw_upload(client: httpx.Client, filename: bytes, data: bytes) -> httpx.Res
     ],
 )
 def test_hostile_filenames_stay_inside_the_upload_dir(client: httpx.Client, data_dir: Path, filename: bytes) -> None:
-    r = _raw_upload(client, filename, b"Harmless text about hostile names and safe storage.")
+    r = _raw_upload(client, filename, b"Harmless text about hostile names and safe storage: " + filename.hex().encode())
     assert r.status_code == 202, r.text
     fid = r.json()["files"][0]["file_id"]
     stored = list((data_dir / "uploads" / fid).iterdir())

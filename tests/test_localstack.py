@@ -2,6 +2,7 @@
 itself, Ctrl-C stops everything, and a restart keeps files and chunks."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from app import localstack
 from tests.helpers import upload, wait_final
+from tests.stack import stack_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,10 +60,10 @@ def _stop(proc: subprocess.Popen) -> list[psutil.Process]:
 
 
 @pytest.mark.timeout(400)
-def test_supervised_stack_restarts_killed_worker_and_keeps_data(tmp_path: Path, stack) -> None:
+def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
     ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres", "api")}
     url = f"http://127.0.0.1:{ports['api']}"
-    data_dir = tmp_path / "data"
+    data_dir = stack_dir("supervised") / "data"
     proc = _serve(data_dir, ports)
     try:
         _wait_health(url, proc)
@@ -94,3 +96,4 @@ def test_supervised_stack_restarts_killed_worker_and_keeps_data(tmp_path: Path, 
             assert hit["file_id"] == fid
     finally:
         assert _stop(proc) == []
+    shutil.rmtree(data_dir.parent, ignore_errors=True)

@@ -25,12 +25,16 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def test_sniff_by_content_then_name() -> None:
-    assert filetypes.sniff(b"%PDF-1.7 ...", "report.txt") == filetypes.PDF
+    assert filetypes.sniff(b"%PDF-1.7 ...", "report.pdf") == filetypes.PDF
+    assert filetypes.sniff(b"%PDF-1.7 ...", "report") == filetypes.PDF  # no name needed
+    with pytest.raises(filetypes.ContentTypeMismatch):  # content and name disagree
+        filetypes.sniff(b"%PDF-1.7 ...", "report.txt")
     assert filetypes.sniff(b"# Title", "notes.md") == filetypes.MARKDOWN
     assert filetypes.sniff(b"hello", "notes.txt") == filetypes.TEXT
     assert filetypes.sniff(b"\x89PNG\r\n\x1a\n\x00\x00", "image.png") is None
     assert filetypes.sniff(b"MZ\x90\x00\x03", "setup.txt") is None  # binary named .txt
-    assert filetypes.sniff(b"<html>", "page.html") is None  # later issue
+    assert filetypes.sniff(b"<html>", "page.html") == filetypes.HTML
+    assert filetypes.sniff(b"hello", "notes.json") is None  # text, but not a type we parse
 
 
 def test_pdf_pages_keep_their_numbers(tmp_path: Path) -> None:

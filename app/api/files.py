@@ -31,16 +31,24 @@ async def get_file(file_id: uuid.UUID, tenant: TenantDep, stores: StoresDep) -> 
     return FileOut.from_doc(doc)
 
 
-@router.delete("/{file_id}", status_code=204, responses={404: {}})
+@router.delete("/{file_id}", status_code=204, responses={404: {}, 409: {}})
 async def delete_file(file_id: uuid.UUID, tenant: TenantDep, stores: StoresDep) -> Response:
-    """Remove the file's stored bytes, its chunks and its status document."""
+    """Remove the file's stored bytes, its chunks and its status document.
+
+    The file is first marked `deleting`: a job working on it stops at its next
+    checkpoint, and if this request dies half-way the watchdog finishes the delete.
+    """
     fid = str(file_id)
-    if await stores.files.get(tenant, fid) is None:
-        raise http_error(404, "file_not_found", f"No file {file_id}.")
+    doc = await stores.files.mark_deleting(tenant, fid)
+    if doc is None:
+        current = await stores.files.get(tenant, fid)
+        if current is None:
+            raise http_error(404, "file_not_found", f"No file {file_id}.")
+        if current["status"] == FileStatus.SAVING.value:
+            raise http_error(409, "upload_in_progress", "The file is still being uploaded.")
+        # already `deleting`: finish the job here too (every step is idempotent)
     await anyio.to_thread.run_sync(stores.jobs.cancel, fid)
     await stores.chunks.delete_file(tenant, fid)
     await stores.blobs.delete_file(fid)
-    # Last, so a failure above leaves a document to retry the delete with. A job
-    # that is mid-file finds the document gone and removes what it wrote.
     await stores.files.delete(fid)
     return Response(status_code=204)

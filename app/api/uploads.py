@@ -1,10 +1,14 @@
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from app.api.deps import SettingsDep, StoresDep, TenantDep
 from app.api.errors import http_error
 from app.models import UploadedFile, UploadResponse
 from app.multipart import MultipartError
+from app.settings import Settings
 from app.status import FileStatus
+from app.stores import Stores
+from app.stores.idempotency import KeyInUse
 from app.upload import Receiver, UploadRejected
 
 router = APIRouter(tags=["files"])
@@ -21,7 +25,16 @@ _BODY = {
                 }
             }
         },
-    }
+    },
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+            "description": "A retried request with the same key gets the first response (for 24 h).",
+        }
+    ],
 }
 
 
@@ -30,11 +43,37 @@ _BODY = {
     status_code=202,
     response_model=UploadResponse,
     openapi_extra=_BODY,
-    responses={413: {}, 415: {}, 422: {}, 503: {}},
+    responses={200: {"model": UploadResponse}, 409: {}, 413: {}, 415: {}, 422: {}, 503: {}},
 )
-async def upload(request: Request, tenant: TenantDep, stores: StoresDep, settings: SettingsDep) -> UploadResponse:
+async def upload(request: Request, tenant: TenantDep, stores: StoresDep, settings: SettingsDep) -> JSONResponse:
     """Upload one or many files (`files` parts). Returns at once with each file's id;
-    poll `GET /files/{id}` until `embedded` or `failed`."""
+    poll `GET /files/{id}` until `embedded` or `failed`. 202 when anything new was
+    accepted; 200 when every file was already here (`duplicate_of`, DEDUP=return_existing)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, body = await _receive(request, tenant, stores, settings)
+        return JSONResponse(body, status_code=status)
+    if not 0 < len(key) <= 200:
+        raise http_error(422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters.")
+    fingerprint = f"POST /upload {request.headers.get('content-length', '')}"
+    try:
+        prior = await stores.idempotency.begin(tenant, key, fingerprint)
+    except KeyInUse as exc:
+        raise http_error(409, "idempotency_key_in_use", "A request with this Idempotency-Key is running.") from exc
+    if prior is not None:
+        if prior["fingerprint"] != fingerprint:
+            raise http_error(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+        return JSONResponse(prior["body"], status_code=prior["status_code"], headers={"Idempotent-Replayed": "true"})
+    try:
+        status, body = await _receive(request, tenant, stores, settings)
+    except BaseException:
+        await stores.idempotency.release(tenant, key)
+        raise
+    await stores.idempotency.complete(tenant, key, status, body)
+    return JSONResponse(body, status_code=status)
+
+
+async def _receive(request: Request, tenant: str, stores: Stores, settings: Settings) -> tuple[int, dict]:
     limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -56,17 +95,18 @@ async def upload(request: Request, tenant: TenantDep, stores: StoresDep, setting
             "The job queue is unavailable; nothing was stored. Retry later.",
             headers={"Retry-After": "5"},
         ) from exc
-    return UploadResponse(
-        files=[
-            UploadedFile(
-                file_id=f.file_id,
-                filename=f.filename,
-                content_type=f.content_type or "",
-                size=f.size,
-                sha256=f.sha256,
-                status=FileStatus.QUEUED,
-                status_url=f"/files/{f.file_id}",
-            )
-            for f in files
-        ]
-    )
+    out = [
+        UploadedFile(
+            file_id=f.duplicate_of or f.file_id,
+            filename=f.filename,
+            content_type=f.content_type or "",
+            size=f.size,
+            sha256=f.sha256,
+            status=FileStatus(f.duplicate_status) if f.duplicate_of else FileStatus.QUEUED,
+            status_url=f"/files/{f.duplicate_of or f.file_id}",
+            duplicate_of=f.duplicate_of,
+        )
+        for f in files
+    ]
+    status = 200 if all(f.duplicate_of for f in files) else 202
+    return status, UploadResponse(files=out).model_dump(mode="json")

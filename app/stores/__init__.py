@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from app.stores.blobs import DiskBlobs, S3Blobs
 from app.stores.chunks import ChunkSearch
 from app.stores.files import FileStore
+from app.stores.idempotency import IdempotencyStore
 from app.stores.jobs import JobQueue
 
 
@@ -16,3 +17,4 @@ class Stores:
     chunks: ChunkSearch
     blobs: DiskBlobs | S3Blobs
     jobs: JobQueue
+    idempotency: IdempotencyStore

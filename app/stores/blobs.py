@@ -31,6 +31,7 @@ class BlobStore(Protocol):
     async def delete_file(self, file_id: str) -> None: ...
     def local_copy(self, key: str) -> AbstractContextManager[Path]: ...
     def delete_file_sync(self, file_id: str) -> None: ...
+    def list_file_ids(self) -> list[str]: ...
 
 
 class _DiskWriter:
@@ -79,6 +80,9 @@ class DiskBlobs:
 
     def delete_file_sync(self, file_id: str) -> None:
         shutil.rmtree(self._path(file_id), ignore_errors=True)
+
+    def list_file_ids(self) -> list[str]:
+        return [p.name for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []
 
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
@@ -144,6 +148,13 @@ class S3Blobs:
             objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
+
+    def list_file_ids(self) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        ids = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
+            ids += [p["Prefix"][len(self.prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return ids
 
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:

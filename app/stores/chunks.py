@@ -131,14 +131,17 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
     await register_vector_async(conn)
 
 
-def make_pool(database_url: str, max_size: int = 10) -> AsyncConnectionPool:
+def make_pool(database_url: str, timeout_s: float, max_size: int = 10) -> AsyncConnectionPool:
+    """A pool whose callers give up after `timeout_s` when PostgreSQL is away (the API answers 503)."""
     return AsyncConnectionPool(
         database_url,
         min_size=1,
         max_size=max_size,
         configure=_configure,
         open=False,
-        kwargs={"row_factory": dict_row},
+        timeout=timeout_s,
+        check=AsyncConnectionPool.check_connection,  # a server restart must not surface as errors
+        kwargs={"row_factory": dict_row, "connect_timeout": max(1, round(timeout_s))},
     )
 
 

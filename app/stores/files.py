@@ -1,20 +1,25 @@
-"""File status documents in MongoDB (`files`): async for the API, sync for workers.
+"""File status documents in MongoDB (`files`): async for the API, sync for workers
+and the watchdog.
 
 Every status change goes through `app.status.transition`, filtered by `_id`
 (SecantusDB and DocumentDB both want the `_id` in a find-and-modify).
 """
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient, ReturnDocument
 
-from app.status import ErrorCode, FileStatus, Stage, error_doc, now, transition
+from app.status import DELETABLE, ErrorCode, FileStatus, Stage, error_doc, now, transition
 
 INDEXES = [
     ([("tenant", ASCENDING), ("created_at", DESCENDING)], {}),
     ([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)], {}),
     ([("tenant", ASCENDING), ("sha256", ASCENDING)], {}),
+    ([("status", ASCENDING), ("updated_at", ASCENDING)], {}),
 ]
+# a duplicate upload is answered with the existing file only while that file is alive
+DEDUP_STATES = [FileStatus.QUEUED.value, FileStatus.PROCESSING.value, FileStatus.EMBEDDED.value]
 
 
 class FileStore:
@@ -49,8 +54,17 @@ class FileStore:
         flt, upd = transition(FileStatus.SAVING, FileStatus.QUEUED, queued_at=now(), **fields)
         return await self.col.find_one_and_update({"_id": file_id, **flt}, upd) is not None
 
+    async def mark_deleting(self, tenant: str, file_id: str) -> dict[str, Any] | None:
+        flt, upd = transition(DELETABLE, FileStatus.DELETING)
+        return await self.col.find_one_and_update({"_id": file_id, "tenant": tenant, **flt}, upd)
+
     async def get(self, tenant: str, file_id: str) -> dict[str, Any] | None:
         return await self.col.find_one({"_id": file_id, "tenant": tenant})
+
+    async def find_duplicate(self, tenant: str, sha256: str) -> dict[str, Any] | None:
+        return await self.col.find_one(
+            {"tenant": tenant, "sha256": sha256, "status": {"$in": DEDUP_STATES}}, sort=[("created_at", ASCENDING)]
+        )
 
     async def list(
         self, tenant: str, status: FileStatus | None, limit: int, offset: int
@@ -67,7 +81,7 @@ class FileStore:
 
 
 class SyncFileStore:
-    """A worker's view of `files` (sync)."""
+    """A worker's and the watchdog's view of `files` (sync)."""
 
     def __init__(self, client: MongoClient, db_name: str) -> None:
         self.col = client[db_name]["files"]
@@ -75,20 +89,37 @@ class SyncFileStore:
     def get(self, file_id: str) -> dict[str, Any] | None:
         return self.col.find_one({"_id": file_id})
 
-    def _move(self, file_id: str, current: FileStatus, new: FileStatus, **fields: Any) -> dict | None:
+    def _move(
+        self,
+        file_id: str,
+        current: FileStatus,
+        new: FileStatus,
+        extra_filter: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any] | None:
         flt, upd = transition(current, new, **fields)
-        return self.col.find_one_and_update({"_id": file_id, **flt}, upd, return_document=ReturnDocument.AFTER)
+        return self.col.find_one_and_update(
+            {"_id": file_id, **flt, **(extra_filter or {})}, upd, return_document=ReturnDocument.AFTER
+        )
 
     def claim(self, file_id: str) -> dict[str, Any] | None:
         """queued -> processing, atomically: a second claim of the same file gets None."""
         return self._move(file_id, FileStatus.QUEUED, FileStatus.PROCESSING, stage=Stage.DOWNLOAD.value)
 
-    def set_stage(self, file_id: str, stage: Stage, **progress: Any) -> None:
+    def set_stage(self, file_id: str, stage: Stage, **progress: Any) -> bool:
+        """Record progress; False when the file is no longer ours (deleted, requeued)."""
         fields = {f"progress.{k}": v for k, v in progress.items()}
-        self.col.update_one(
+        result = self.col.update_one(
             {"_id": file_id, "status": FileStatus.PROCESSING.value},
-            {"$set": {"stage": stage.value, "updated_at": now(), **fields}},
+            {"$set": {"stage": stage.value, "updated_at": now(), "heartbeat_at": now(), **fields}},
         )
+        return result.matched_count == 1
+
+    def heartbeat(self, file_id: str) -> bool:
+        result = self.col.update_one(
+            {"_id": file_id, "status": FileStatus.PROCESSING.value}, {"$set": {"heartbeat_at": now()}}
+        )
+        return result.matched_count == 1
 
     def finish(self, file_id: str, **fields: Any) -> bool:
         return self._move(file_id, FileStatus.PROCESSING, FileStatus.EMBEDDED, **fields) is not None
@@ -96,3 +127,49 @@ class SyncFileStore:
     def fail(self, file_id: str, code: ErrorCode, message: str | None = None) -> bool:
         doc = self._move(file_id, FileStatus.PROCESSING, FileStatus.FAILED, error=error_doc(code, message))
         return doc is not None
+
+    def hand_back(self, file_id: str, last_error: str) -> bool:
+        """processing -> queued after a transient failure; the retry claims it again."""
+        doc = self._move(file_id, FileStatus.PROCESSING, FileStatus.QUEUED, queued_at=now(), last_error=last_error)
+        return doc is not None
+
+    # --- the watchdog's queries ---------------------------------------------------
+
+    def silent_processing(self, cutoff: datetime) -> list[dict[str, Any]]:
+        return list(self.col.find({"status": FileStatus.PROCESSING.value, "heartbeat_at": {"$lt": cutoff}}))
+
+    def requeue_lost(self, file_id: str, cutoff: datetime, last_error: str) -> bool:
+        """processing -> queued, only if its heartbeat is still older than `cutoff`."""
+        extra = {"heartbeat_at": {"$lt": cutoff}}
+        return (
+            self._move(
+                file_id,
+                FileStatus.PROCESSING,
+                FileStatus.QUEUED,
+                extra_filter=extra,
+                queued_at=now(),
+                last_error=last_error,
+            )
+            is not None
+        )
+
+    def fail_lost(self, file_id: str, cutoff: datetime) -> bool:
+        extra = {"heartbeat_at": {"$lt": cutoff}}
+        err = error_doc(ErrorCode.WORKER_LOST)
+        return self._move(file_id, FileStatus.PROCESSING, FileStatus.FAILED, extra_filter=extra, error=err) is not None
+
+    def in_state_since(self, status: FileStatus, field: str, cutoff: datetime) -> list[dict[str, Any]]:
+        return list(self.col.find({"status": status.value, field: {"$lt": cutoff}}))
+
+    def existing_ids(self, file_ids: list[str]) -> set[str]:
+        return {d["_id"] for d in self.col.find({"_id": {"$in": file_ids}}, {"_id": 1})}
+
+    def delete(self, file_id: str) -> None:
+        self.col.delete_one({"_id": file_id})
+
+    def count_by_status(self) -> dict[str, int]:
+        return {d["_id"]: d["n"] for d in self.col.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
+
+
+def ago(seconds: float) -> datetime:
+    return now() - timedelta(seconds=seconds)

@@ -3,7 +3,8 @@
 import math
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from app.settings import Settings
 
@@ -19,17 +20,20 @@ def job_timeout(settings: Settings, size_bytes: int) -> int:
 class JobQueue:
     def __init__(self, settings: Settings, connection: Redis | None = None) -> None:
         self.settings = settings
+        timeout = settings.dependency_timeout_s
         self.connection = connection or Redis.from_url(
-            settings.valkey_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2
+            settings.valkey_url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self.queue = Queue(settings.queue_name, connection=self.connection)
 
     def enqueue_file(self, file_id: str, size_bytes: int) -> None:
+        """Enqueue (or re-enqueue) the file's job; transient failures retry with backoff."""
         self.queue.enqueue(
             PROCESS_FILE,
             file_id,
             job_id=file_id,
             job_timeout=job_timeout(self.settings, size_bytes),
+            retry=Retry(max=self.settings.max_attempts, interval=self.settings.retry_intervals_s),
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             description=f"process_file({file_id})",
@@ -38,6 +42,16 @@ class JobQueue:
     def cancel(self, file_id: str) -> None:
         """Drop a file's job if it is still waiting; a running one notices the file is gone."""
         self.queue.remove(file_id)
+
+    def live_job_ids(self) -> set[str]:
+        """Ids of jobs that will still run: waiting, scheduled for a retry, deferred or running."""
+        ids = set(self.queue.get_job_ids())
+        for registry in (ScheduledJobRegistry, DeferredJobRegistry, StartedJobRegistry):
+            ids.update(registry(queue=self.queue).get_job_ids())
+        return ids
+
+    def depth(self) -> int:
+        return self.queue.count
 
     def close(self) -> None:
         self.connection.close()

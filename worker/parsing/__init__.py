@@ -1,15 +1,28 @@
 """Parsers: file in, a stream of elements out, chosen by content type.
 
-Each parser is a plain function over a local path; it raises `PipelineError`
-for a file it cannot read, with the code that says why.
+Each parser is a plain function `parse(path, settings) -> Parsed` over a local
+path, in its own module; it raises `PipelineError` for a file it cannot read,
+with the code that says why. Elements are produced lazily (page by page for
+PDFs), so a consumer holds one page at a time. `parse` wraps every parser's
+stream with the limits every format shares: no element longer than
+`MAX_ELEMENT_CHARS`, no more than `max_characters` in all.
+
+`Parsed.stats` is filled in while the stream is consumed; read it afterwards.
 """
 
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import filetypes
+from app.settings import Settings, get_settings
 from app.status import ErrorCode, PipelineError
+
+# An element is cut into pieces of at most this many characters (at a sentence or a
+# space when there is one): a 50 MB single-line file must not reach the tokenizer in one
+# piece. Far above the chunk size, so the chunker's own windows and overlap still apply.
+MAX_ELEMENT_CHARS = 8000
 
 
 @dataclass(frozen=True)
@@ -24,17 +37,114 @@ class Element:
 class Parsed:
     elements: Iterator[Element]
     page_count: int | None = None
+    # counters for the file's status, e.g. pages_ocr, pages_blank, characters, truncated
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def parse(path: Path, content_type: str) -> Parsed:
-    from worker.parsing import markdown, pdf, text
+def parse(path: Path, content_type: str, settings: Settings | None = None) -> Parsed:
+    from worker.parsing import csv, docx, html, markdown, pdf, pptx, text
 
-    parsers: dict[str, Callable[[Path], Parsed]] = {
+    parsers: dict[str, Callable[[Path, Settings], Parsed]] = {
         filetypes.PDF: pdf.parse,
-        filetypes.TEXT: text.parse,
+        filetypes.DOCX: docx.parse,
+        filetypes.PPTX: pptx.parse,
+        filetypes.HTML: html.parse,
         filetypes.MARKDOWN: markdown.parse,
+        filetypes.CSV: csv.parse,
+        filetypes.TEXT: text.parse,
     }
     if content_type not in parsers:
         raise PipelineError(ErrorCode.UNSUPPORTED_TYPE, f"No parser for {content_type}.")
-    return parsers[content_type](path)
+    settings = settings or get_settings()
+    parsed = parsers[content_type](path, settings)
+    parsed.elements = _bounded(parsed.elements, parsed.stats, settings)
+    return parsed
+
+
+def limit_exceeded(settings: Settings, stats: dict[str, int], code: ErrorCode, message: str) -> None:
+    """A limit was reached: fail with `code`, or record the truncation and let the caller stop."""
+    if settings.limit_mode == "fail":
+        raise PipelineError(code, message)
+    stats["truncated"] = 1
+
+
+def _bounded(elements: Iterator[Element], stats: dict[str, int], settings: Settings) -> Iterator[Element]:
+    stats.setdefault("characters", 0)
+    try:
+        for element in elements:
+            for piece in split_long(element):
+                size = len(piece.text)
+                if stats["characters"] + size > settings.max_characters:
+                    limit_exceeded(
+                        settings,
+                        stats,
+                        ErrorCode.TOO_MANY_CHARACTERS,
+                        f"The document has more than {settings.max_characters:,} characters of text "
+                        "(the MAX_CHARACTERS limit).",
+                    )
+                    stats["characters_truncated"] = 1
+                    rest = _cut(piece.text, settings.max_characters - stats["characters"])
+                    if rest:
+                        stats["characters"] += len(rest)
+                        yield replace(piece, text=rest)
+                    return
+                stats["characters"] += size
+                yield piece
+    finally:
+        close = getattr(elements, "close", None)
+        if close is not None:
+            close()  # a parser's cleanup (closing the PDF) runs now, not when garbage-collected
+
+
+_SENTENCE_END = re.compile(r"[.!?。！？]\s")
+
+
+def split_long(element: Element, limit: int = MAX_ELEMENT_CHARS) -> Iterator[Element]:
+    """`element`, or pieces of it of at most `limit` characters, cut at a sentence end or a space."""
+    if len(element.text) <= limit:
+        yield element
+        return
+    for piece in windows(element.text, limit):
+        if piece := piece.strip():
+            yield replace(element, text=piece)
+
+
+def windows(text: str, limit: int = MAX_ELEMENT_CHARS) -> Iterator[str]:
+    """`text` in consecutive pieces of at most `limit` characters, cut at a sentence end or a space.
+
+    Cleaning a huge string in one go (split, a regex substitution) costs many times its
+    size in memory; piece by piece it costs one piece.
+    """
+    start = 0
+    while len(text) - start > limit:
+        end = _cut_point(text, start, start + limit)
+        yield text[start:end]
+        start = end
+    yield text[start:] if start else text
+
+
+def clean_spaces(text: str) -> str:
+    """Runs of white space (line breaks included) as one space, ends stripped; any length of text."""
+    if len(text) <= MAX_ELEMENT_CHARS:
+        return " ".join(text.split())
+    return " ".join(" ".join(piece.split()) for piece in windows(text)).strip()
+
+
+def _cut_point(text: str, start: int, end: int) -> int:
+    floor = start + (end - start) // 2  # never a piece shorter than half the limit
+    last = None
+    for match in _SENTENCE_END.finditer(text, floor, end):
+        last = match
+    if last is not None:
+        return last.end()
+    space = max(text.rfind(" ", floor, end), text.rfind("\n", floor, end))
+    return space + 1 if space != -1 else end
+
+
+def _cut(text: str, size: int) -> str:
+    if size <= 0:
+        return ""
+    if size >= len(text):
+        return text
+    space = text.rfind(" ", size // 2, size)
+    return text[: space if space != -1 else size].strip()

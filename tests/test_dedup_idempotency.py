@@ -1,0 +1,124 @@
+"""Duplicate content, retried requests, and the watchdog's and sweeper's repairs."""
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from pymongo import MongoClient
+
+from app.settings import get_settings
+from app.status import now
+from tests.helpers import run_worker, upload, wait_final
+from tests.stack import Stack, start_api
+
+
+def _unique(text: str) -> bytes:
+    return f"{text} {uuid.uuid4()}".encode()
+
+
+def test_duplicate_returns_the_existing_file(client: httpx.Client) -> None:
+    body = _unique("The pier clock was restored in the spring.")
+    first = upload(client, ("pier.txt", body))
+    assert first.status_code == 202
+    fid = first.json()["files"][0]["file_id"]
+    total = client.get("/files").json()["total"]
+    again = upload(client, ("pier-copy.txt", body))
+    assert again.status_code == 200, again.text
+    (f,) = again.json()["files"]
+    assert f["file_id"] == fid and f["duplicate_of"] == fid and f["status"] == "queued"
+    assert client.get("/files").json()["total"] == total  # nothing new stored
+
+
+def test_duplicates_within_one_request(client: httpx.Client) -> None:
+    body = _unique("Twin files in one request.")
+    r = upload(client, ("a.txt", body), ("b.txt", body), ("c.txt", _unique("A different one.")))
+    assert r.status_code == 202
+    a, b, c = r.json()["files"]
+    assert a["duplicate_of"] is None and b["duplicate_of"] == a["file_id"] and c["duplicate_of"] is None
+    run_worker()
+    docs = wait_final(client, [a["file_id"], c["file_id"]])
+    assert {d["status"] for d in docs.values()} == {"embedded"}
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("reject", 409), ("allow", 202)])
+def test_dedup_policies(stack: Stack, policy: str, expected: int) -> None:
+    proc, url = start_api(stack, f"api-dedup-{policy}", env={"DEDUP": policy})
+    try:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            body = _unique(f"Dedup policy {policy}.")
+            fid = upload(c, ("one.txt", body)).json()["files"][0]["file_id"]
+            r = upload(c, ("two.txt", body))
+            assert r.status_code == expected, r.text
+            if policy == "reject":
+                assert r.json()["detail"]["code"] == "duplicate" and fid in r.json()["detail"]["message"]
+            else:
+                assert r.json()["files"][0]["file_id"] != fid and r.json()["files"][0]["duplicate_of"] is None
+    finally:
+        proc.stop()
+
+
+def test_idempotency_key_replays_the_first_response(client: httpx.Client) -> None:
+    key = str(uuid.uuid4())
+    files = [("files", ("idem.txt", _unique("Idempotent upload."), "text/plain"))]
+    first = client.post("/upload", files=files, headers={"Idempotency-Key": key})
+    second = client.post("/upload", files=files, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 202
+    assert second.json() == first.json() and second.headers.get("idempotent-replayed") == "true"
+    other = client.post(
+        "/upload", files=[("files", ("other.txt", b"a different, longer body" * 10, "text/plain"))],
+        headers={"Idempotency-Key": key},
+    )  # fmt: skip
+    assert other.status_code == 422 and other.json()["detail"]["code"] == "idempotency_key_reused"
+    # a refused request releases its key: the retry is processed afresh
+    key2 = str(uuid.uuid4())
+    bad = client.post("/upload", files=[("files", ("e.txt", b"", "text/plain"))], headers={"Idempotency-Key": key2})
+    assert bad.status_code == 422
+    good = client.post("/upload", files=[("files", ("e.txt", _unique("now"), "text/plain"))],
+                       headers={"Idempotency-Key": key2})  # fmt: skip
+    assert good.status_code == 202
+
+
+def test_sweep_removes_orphan_chunks_and_bytes(client: httpx.Client, stack: Stack, data_dir: Path) -> None:
+    from worker.watchdog import sweep, watch
+
+    kept = upload(client, ("kept-sweep.txt", _unique("Chunks that belong to a file."))).json()["files"][0]["file_id"]
+    run_worker()
+    wait_final(client, [kept])
+    orphan = str(uuid.uuid4())
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "INSERT INTO chunks (tenant, file_id, ordinal, text, filename, content_type, embedding) "
+            "SELECT tenant, %s, 0, 'orphan', 'x', 'text/plain', embedding FROM chunks LIMIT 1",
+            (orphan,),
+        )
+    (data_dir / "uploads" / orphan).mkdir(parents=True)
+    (data_dir / "uploads" / orphan / "x.txt").write_text("orphan bytes")
+
+    done = sweep(watch())
+    assert done["orphan_chunk_files"] >= 1 and done["orphan_blobs"] >= 1
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE file_id = %s", (orphan,)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM chunks WHERE file_id = %s", (kept,)).fetchone()[0] >= 1
+    assert not (data_dir / "uploads" / orphan).exists() and (data_dir / "uploads" / kept).exists()
+
+
+def test_watchdog_removes_abandoned_uploads_and_finishes_deletes(stack: Stack, data_dir: Path) -> None:
+    from worker.watchdog import run_once, watch
+
+    s = get_settings()
+    col = MongoClient(s.mongo_url.get_secret_value())[s.mongo_db]["files"]
+    old = now() - timedelta(days=2)
+    abandoned, half_deleted = str(uuid.uuid4()), str(uuid.uuid4())
+    base = {"tenant": "default", "filename": "x.txt", "attempts": 0, "error": None}
+    col.insert_one({**base, "_id": abandoned, "status": "saving", "created_at": old, "updated_at": old})
+    col.insert_one({**base, "_id": half_deleted, "status": "deleting", "created_at": old, "updated_at": old})
+    (data_dir / "uploads" / abandoned).mkdir(parents=True)
+    (data_dir / "uploads" / abandoned / "x.txt.part").write_text("partial")
+
+    done = run_once(watch())
+    assert done["abandoned_uploads_removed"] >= 1 and done["deletes_finished"] >= 1
+    assert col.count_documents({"_id": {"$in": [abandoned, half_deleted]}}) == 0
+    assert not (data_dir / "uploads" / abandoned).exists()
