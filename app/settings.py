@@ -49,7 +49,13 @@ class Settings(BaseSettings):
     queued_grace_s: float = Field(30, ge=0)  # a queued file with no job this long is enqueued again
     saving_timeout_s: float = Field(3600, gt=0)  # an upload this old still `saving` was abandoned
     sweep_interval_s: float = Field(600, gt=0)  # orphan chunks and bytes
-    dependency_timeout_s: float = Field(1.0, gt=0)  # API calls to a server fail after this (503)
+    dependency_timeout_s: float = Field(1.0, gt=0)
+    # queue depth for the workers' autoscaling, published by the watchdog
+    cloudwatch_metrics: bool = False
+    cloudwatch_namespace: str = "Docproc"
+    cloudwatch_region: str | None = None
+    cloudwatch_endpoint_url: str | None = None
+    metrics_publish_interval_s: float = Field(60, gt=0)  # API calls to a server fail after this (503)
 
     # tenancy (one tenant until API keys exist)
     default_tenant: str = "default"

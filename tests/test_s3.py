@@ -47,6 +47,31 @@ def s3_env(stack: Stack) -> Iterator[dict[str, str]]:
     proc.stop()
 
 
+def test_watchdog_publishes_queue_depth_to_cloudwatch(s3_env: dict[str, str], monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    from redis import Redis
+    from rq import Queue
+
+    from app.settings import Settings
+    from worker.watchdog import cloudwatch_client, publish_queue_depth, watch
+
+    w = watch()
+    queue = Queue(w.settings.queue_name, connection=Redis.from_url(w.settings.valkey_url.get_secret_value()))
+    queue.enqueue("worker.jobs.process_file", "not-a-file", job_id="depth-probe")
+    settings = Settings(cloudwatch_region="us-east-1", cloudwatch_endpoint_url=s3_env["S3_ENDPOINT_URL"],
+                        cloudwatch_namespace="DocprocTest")  # fmt: skip
+    cw = cloudwatch_client(settings)
+    try:
+        depth = publish_queue_depth(w.__class__(settings, w.files, w.jobs, w.blobs), cw)
+    finally:
+        queue.remove("depth-probe")
+    assert depth >= 1
+    (metric,) = cw.list_metrics(Namespace="DocprocTest")["Metrics"]
+    assert metric["MetricName"] == "QueueDepth"
+    assert metric["Dimensions"] == [{"Name": "Queue", "Value": w.settings.queue_name}]
+
+
 def test_s3_backend_end_to_end(stack: Stack, s3_env: dict[str, str]) -> None:
     api, url = start_api(stack, "api-s3", env=s3_env)
     s3 = boto3.client(

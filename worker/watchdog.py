@@ -8,7 +8,9 @@ call directly. Each pass:
 - a `queued` file with no live RQ job behind it (Valkey lost its data) gets one;
 - a `saving` file older than SAVING_TIMEOUT_S (the API died mid-upload) is removed;
 - a `deleting` file whose delete was interrupted is finished.
-Less often, `sweep` removes chunks and stored bytes that no status document owns.
+Less often, `sweep` removes chunks and stored bytes that no status document owns,
+and with CLOUDWATCH_METRICS=true the queue's depth goes to CloudWatch (`QueueDepth`),
+which the workers' Auto Scaling group scales on.
 Every action is a compare-and-set on the status document, so two watchdogs, or a
 watchdog racing a worker, do no harm.
 """
@@ -119,6 +121,29 @@ def sweep(w: Watch) -> Counter:
     return done
 
 
+def publish_queue_depth(w: Watch, cloudwatch) -> int:  # noqa: ANN001 - boto3 client
+    """Put the queue's length to CloudWatch (`QueueDepth`, dimension `Queue`): the workers scale on it."""
+    depth = w.jobs.depth()
+    cloudwatch.put_metric_data(
+        Namespace=w.settings.cloudwatch_namespace,
+        MetricData=[{
+            "MetricName": "QueueDepth",
+            "Dimensions": [{"Name": "Queue", "Value": w.settings.queue_name}],
+            "Value": depth,
+            "Unit": "Count",
+        }],
+    )  # fmt: skip
+    return depth
+
+
+def cloudwatch_client(settings: Settings):  # noqa: ANN201 - boto3 client
+    import boto3
+
+    return boto3.client(
+        "cloudwatch", region_name=settings.cloudwatch_region, endpoint_url=settings.cloudwatch_endpoint_url
+    )
+
+
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -127,13 +152,17 @@ def main() -> None:
         signal.signal(sig, lambda *_: stop.set())
     ensure_schema(settings.database_url.get_secret_value())
     w = watch()
-    last_sweep = 0.0
+    cloudwatch = cloudwatch_client(settings) if settings.cloudwatch_metrics else None
+    last_sweep = last_publish = 0.0
     while not stop.is_set():
         try:
             run_once(w)
             if time.monotonic() - last_sweep >= settings.sweep_interval_s:
                 sweep(w)
                 last_sweep = time.monotonic()
+            if cloudwatch is not None and time.monotonic() - last_publish >= settings.metrics_publish_interval_s:
+                publish_queue_depth(w, cloudwatch)
+                last_publish = time.monotonic()
         except Exception:
             log.warning("watchdog pass failed", exc_info=True)
         stop.wait(settings.watchdog_interval_s)
