@@ -29,3 +29,16 @@ def test_batches_keep_input_order() -> None:
     together = emb.embed(TEXTS)
     alone = np.vstack([emb.embed([t]) for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_plain_torch_minilm_matches_sentence_transformers() -> None:
+    """app/minilm.py is a hand-written forward pass: hold it to the reference implementation."""
+    st = pytest.importorskip("sentence_transformers")
+    from app.embedding import model_dir
+
+    settings = Settings(embedding_precision="fp32")
+    reference = st.SentenceTransformer(str(model_dir(settings)), device="cpu").encode(
+        TEXTS, normalize_embeddings=True, convert_to_numpy=True
+    )
+    ours = load_embedder(settings, "torch").embed(TEXTS)
+    assert (reference * ours).sum(axis=1).min() >= 0.9999
