@@ -1,0 +1,149 @@
+"""What the benchmark scripts share: a stack of their own, generated prose, load, reporting."""
+
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SUBJECTS = ["The harbour authority", "Our maintenance team", "The survey vessel", "The finance committee",
+            "Each terminal operator", "The pilot station", "The port engineer", "The customs office",
+            "The dredging contractor", "A visiting inspector", "The night shift", "The board"]  # fmt: skip
+VERBS = ["reviewed", "approved", "postponed", "measured", "reported", "inspected", "estimated", "rejected",
+         "scheduled", "documented", "questioned", "recommended"]  # fmt: skip
+OBJECTS = ["the berth dredging budget", "the crane inspection backlog", "tidal currents near the north pier",
+           "the container dwell times", "the ferry timetable for winter", "fuel costs for the tug fleet",
+           "the seabed survey of the outer basin", "storm damage to the breakwater", "the cargo manifest errors",
+           "salinity readings in the estuary", "the lighthouse automation plan", "berth allocation rules"]  # fmt: skip
+CLAUSES = ["after the spring storms", "before the audit in March", "because the sonar data were incomplete",
+           "while the east quay was closed", "despite objections from the crews", "in line with the 2019 plan",
+           "at a cost of {n} thousand euros", "for the {n} vessels expected", "within {n} working days",
+           "on {n} separate occasions"]  # fmt: skip
+
+
+def sentence(rng: random.Random) -> str:
+    clause = rng.choice(CLAUSES).format(n=rng.randint(2, 400))
+    return f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {clause}."
+
+
+def paragraph(rng: random.Random, sentences: int = 6) -> str:
+    return " ".join(sentence(rng) for _ in range(sentences))
+
+
+def pdf_document(rng: random.Random, pages: int) -> bytes:
+    """A PDF of `pages` pages of prose with a text layer (fpdf2)."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=10)
+    for p in range(pages):
+        pdf.add_page()
+        pdf.set_font("Helvetica", style="B", size=13)
+        pdf.multi_cell(0, 7, f"Section {p + 1}: {rng.choice(OBJECTS)}")
+        pdf.set_font("Helvetica", size=10)
+        for _ in range(4):
+            pdf.multi_cell(0, 5, paragraph(rng))
+            pdf.ln(2)
+    return bytes(pdf.output())
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Load:
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def row(self) -> dict[str, str]:
+        return {
+            "requests": f"{self.requests}",
+            "req/s": f"{self.rps:,.0f}",
+            "p50 ms": f"{percentile(self.latencies, 50) * 1000:.1f}",
+            "p99 ms": f"{percentile(self.latencies, 99) * 1000:.1f}",
+            "errors": f"{self.errors}",
+        }
+
+
+async def load(call: Callable[[int], Awaitable[bool]], requests: int, concurrency: int) -> Load:
+    """Run `call(i)` for i in range(requests) with `concurrency` in flight; call returns success."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(requests))
+
+    async def client() -> None:
+        nonlocal errors
+        for i in counter:
+            t0 = time.perf_counter()
+            ok = await call(i)
+            latencies.append(time.perf_counter() - t0)
+            errors += 0 if ok else 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Load(requests, time.perf_counter() - start, latencies, errors)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def rss_mb(pid: int) -> tuple[int, int]:
+    """(current, peak) resident memory of a process, MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+
+    def field(name: str) -> int:
+        return int(status.split(f"{name}:")[1].split()[0]) // 1024
+
+    return field("VmRSS"), field("VmHWM")
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    headers = list(rows[0])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r[h] for h in headers) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=ROOT).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT).stdout
+    except OSError:
+        commit, dirty = "unknown", ""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{stamp}, commit {commit}{' (uncommitted changes)' if dirty.strip() else ''}, "
+            f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}")  # fmt: skip
+
+
+def record(title: str, body: str, write: bool) -> None:
+    section = f"\n## {title} — {machine_line()}\n\n{body.strip()}\n"
+    print(section)
+    if write:
+        with open(ROOT / "BENCHMARKS.md", "a") as f:
+            f.write(section)
