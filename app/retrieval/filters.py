@@ -1,0 +1,188 @@
+"""Search filters: what a caller may restrict a search to, turned into a SQL WHERE clause.
+
+The clause is built only from fixed fragments; every value the caller sent goes in
+as a query parameter, never into the SQL text.
+
+Metadata conditions compare JSON values: `{"team": "finance"}` matches a chunk whose
+file has `team` equal to "finance", or an array containing it; `{"year": {"$in":
+[2023, 2024]}}` matches any of the values. Types count: 2024 is not "2024".
+"""
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+Scalar = str | int | float | bool | None
+MAX_METADATA_KEYS = 32
+MAX_IN_VALUES = 100
+MAX_KEY_CHARS = 100
+MAX_STRING_CHARS = 1000
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_CHARS)]
+
+
+def _check_scalar(key: str, value: Any) -> Scalar:
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        raise ValueError(f"key {key!r}: a string value may have at most {MAX_STRING_CHARS} characters")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise ValueError(f"key {key!r}: expected a string, number, boolean or null (or {{'$in': [...]}})")
+
+
+class Filters(BaseModel):
+    """Restrict a search. Every condition given must hold (AND); none given: everything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=1000, description="only these files")
+    content_types: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        None, min_length=1, max_length=50, description="e.g. application/pdf, text/markdown"
+    )
+    filename: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="a glob, case-insensitive: `*` any characters, `?` one character (`report-*.pdf`)",
+    )
+    uploaded_after: datetime | None = Field(None, description="uploaded at or after (ISO 8601; UTC if no zone)")
+    uploaded_before: datetime | None = Field(None, description="uploaded before (ISO 8601; UTC if no zone)")
+    metadata: dict[MetadataKey, Any] | None = Field(
+        None,
+        description='equality `{"team": "finance"}` (an array value matches if it contains it) or '
+        '`{"year": {"$in": [2023, 2024]}}`',
+    )
+
+    @field_validator("uploaded_after", "uploaded_before")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys")
+        out: dict[str, Any] = {}
+        for key, cond in value.items():
+            if isinstance(cond, dict):
+                if set(cond) != {"$in"}:
+                    raise ValueError(f"key {key!r}: the only operator is $in, as {{'$in': [values]}}")
+                values = cond["$in"]
+                if not isinstance(values, list) or not 1 <= len(values) <= MAX_IN_VALUES:
+                    raise ValueError(f"key {key!r}: $in takes a list of 1 to {MAX_IN_VALUES} values")
+                out[key] = {"$in": [_check_scalar(key, v) for v in values]}
+            elif isinstance(cond, list):
+                raise ValueError(f"key {key!r}: to match any of several values use {{'$in': [...]}}")
+            else:
+                out[key] = _check_scalar(key, cond)
+        return out
+
+    @model_validator(mode="after")
+    def _range(self) -> "Filters":
+        if self.uploaded_after and self.uploaded_before and self.uploaded_after >= self.uploaded_before:
+            raise ValueError("uploaded_after must be earlier than uploaded_before")
+        if unstorable([self.filename, self.content_types, self.metadata]):
+            raise ValueError("filters may not contain NUL characters or invalid Unicode")
+        return self
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+def storable(text: str) -> bool:
+    """Text PostgreSQL and MongoDB can hold: no NUL, no lone surrogate (JSON lets `\\ud800` through)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def unstorable(value: Any) -> bool:
+    """Any string inside `value` (keys too) that is not `storable`."""
+    if isinstance(value, str):
+        return not storable(value)
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(unstorable(v) for v in value)
+    return False
+
+
+def glob_to_like(pattern: str) -> str:
+    """A filename glob as an ILIKE pattern: `*` -> `%`, `?` -> `_`, the rest literal."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "\\%_":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _candidates(key: str, value: Scalar) -> list[Jsonb]:
+    # a stored scalar equal to the value, or a stored array that contains it
+    return [Jsonb({key: value}), Jsonb({key: [value]})]
+
+
+def to_sql(filters: Filters | None, prefix: str = "f_") -> tuple[str, dict[str, Any]]:
+    """`(" AND ...", params)` to append to a WHERE clause over `chunks`; ("", {}) without filters."""
+    if filters is None:
+        return "", {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if filters.file_ids is not None:
+        clauses.append(f"file_id = ANY(%({prefix}file_ids)s::uuid[])")
+        params[f"{prefix}file_ids"] = list(filters.file_ids)
+    if filters.content_types is not None:
+        clauses.append(f"content_type = ANY(%({prefix}content_types)s::text[])")
+        params[f"{prefix}content_types"] = list(filters.content_types)
+    if filters.filename is not None:
+        clauses.append(f"filename ILIKE %({prefix}filename)s")
+        params[f"{prefix}filename"] = glob_to_like(filters.filename)
+    # chunks written before uploaded_at existed fall back to when they were indexed
+    if filters.uploaded_after is not None:
+        clauses.append(f"coalesce(uploaded_at, created_at) >= %({prefix}after)s")
+        params[f"{prefix}after"] = filters.uploaded_after
+    if filters.uploaded_before is not None:
+        clauses.append(f"coalesce(uploaded_at, created_at) < %({prefix}before)s")
+        params[f"{prefix}before"] = filters.uploaded_before
+    for i, (key, cond) in enumerate((filters.metadata or {}).items()):
+        values = cond["$in"] if isinstance(cond, dict) else [cond]
+        clauses.append(f"metadata @> ANY(%({prefix}m{i})s::jsonb[])")
+        params[f"{prefix}m{i}"] = [c for v in values for c in _candidates(key, v)]
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def from_query_params(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """`meta.KEY=VALUE` query parameters (GET /search) as a metadata filter.
+
+    A value is matched as the string given and, if it reads as a JSON scalar, as
+    that too (`meta.year=2024` matches 2024 and "2024"); a repeated key matches any.
+    """
+    out: dict[str, list[Scalar]] = {}
+    for name, raw in items:
+        if not name.startswith("meta."):
+            continue
+        key = name[len("meta.") :]
+        values = out.setdefault(key, [])
+        candidates: list[Scalar] = [raw]
+        if re.fullmatch(r"-?\d+(\.\d+)?|true|false|null", raw):
+            candidates.append(json.loads(raw))
+        for c in candidates:
+            if (type(c), c) not in {(type(v), v) for v in values}:  # True == 1, but not as metadata
+                values.append(c)
+    return {k: (v[0] if len(v) == 1 else {"$in": v}) for k, v in out.items()}

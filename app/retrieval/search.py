@@ -1,0 +1,256 @@
+"""Vector, keyword and hybrid search over `chunks`, with filters.
+
+- vector: cosine distance over the HNSW index. Iterative index scans
+  (`hnsw.iterative_scan = relaxed_order`) keep the scan going until `k` rows pass
+  the tenant and the filters, so a filtered search still returns `k` rows when that
+  many match; rows come back nearly in order and are sorted again here.
+- keyword: PostgreSQL full text over the `tsv` column (GIN index) with
+  `websearch_to_tsquery`, ranked by `ts_rank_cd`. A query without search operators
+  matches the chunks that have all its words (stemmed, stop words dropped) or, only
+  when no chunk has all of them, those with any of them; a query with operators
+  (`"a phrase"`, `-word`, `or`) is taken as written.
+- hybrid: reciprocal rank fusion of both lists, `sum(weight / (RRF_K + rank))`,
+  each list `max(k, HYBRID_CANDIDATES)` long.
+
+Every statement is scoped by `tenant = %(tenant)s`; every value is a parameter.
+"""
+
+import html
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+import numpy as np
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from app.embedding import Embedder
+from app.retrieval.filters import Filters, to_sql
+
+Mode = Literal["vector", "keyword", "hybrid"]
+MODES: tuple[Mode, ...] = ("vector", "keyword", "hybrid")
+TS_CONFIG = "english"  # the language of the `tsv` column (app/stores/chunks.py)
+
+COLUMNS = (
+    "id, file_id::text AS file_id, filename, content_type, ordinal, text, page_start, page_end, heading_path, metadata"
+)
+# ts_headline with separators that do not occur in text, turned into escaped HTML below
+_START, _STOP, _SEP = "\x02", "\x03", "\x1e"
+HEADLINE_OPTIONS = (
+    f"StartSel={_START}, StopSel={_STOP}, FragmentDelimiter={_SEP}, MaxFragments=3, MaxWords=30, MinWords=8"
+)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    query: str
+    mode: Mode = "hybrid"
+    k: int = 5
+    filters: Filters | None = None
+    highlight: bool = False
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    rrf_k: int = 60
+    candidates: int = 50
+    ef_search: int = 100
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    file_id: str
+    filename: str
+    content_type: str
+    chunk_index: int
+    text: str
+    page_start: int | None
+    page_end: int | None
+    heading_path: list[str]
+    metadata: dict[str, Any]
+    score: float = 0.0
+    vector_score: float | None = None  # cosine similarity
+    keyword_score: float | None = None  # ts_rank_cd
+    vector_rank: int | None = None  # 1-based place in its list
+    keyword_rank: int | None = None
+    highlights: list[str] | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Hit":
+        return cls(
+            chunk_id=row["id"],
+            file_id=row["file_id"],
+            filename=row["filename"],
+            content_type=row["content_type"],
+            chunk_index=row["ordinal"],
+            text=row["text"],
+            page_start=row["page_start"],
+            page_end=row["page_end"],
+            heading_path=list(row["heading_path"] or []),
+            metadata=dict(row["metadata"] or {}),
+        )
+
+
+@dataclass
+class Retrieval:
+    hits: list[Hit]
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+_OPERATORS = re.compile(r'"|(^|\s)-\S|(^|\s)or(\s|$)', re.IGNORECASE)
+
+
+def keyword_queries(query: str) -> tuple[str, str]:
+    """(strict, loose) `websearch_to_tsquery` inputs: all words, and any word."""
+    if _OPERATORS.search(query):
+        return query, query  # the caller wrote a search-engine query: take it as written
+    words = query.split()
+    return query, " or ".join(words)
+
+
+def rrf(ranked: Sequence[tuple[Sequence[int], float]], rrf_k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of ranked id lists, each with a weight: [(id, score)], best first.
+
+    Ties go to the id with the better best rank, then the smaller id (a stable order).
+    """
+    scores: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for ids, weight in ranked:
+        for rank, chunk_id in enumerate(ids, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (rrf_k + rank)
+            best[chunk_id] = min(best.get(chunk_id, rank), rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))
+
+
+async def _vector_leg(
+    conn: AsyncConnection, tenant: str, vector: np.ndarray, n: int, where: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"""
+        SELECT {COLUMNS}, embedding <=> %(v)s AS distance
+        FROM chunks WHERE tenant = %(tenant)s{where}
+        ORDER BY embedding <=> %(v)s LIMIT %(n)s
+        """,
+        {**params, "v": vector.astype(np.float32), "tenant": tenant, "n": n},
+    )
+    rows = await cur.fetchall()
+    # relaxed_order: iterative scans may return rows slightly out of order
+    return sorted(rows, key=lambda r: (r["distance"], r["id"]))
+
+
+async def _keyword_leg(
+    conn: AsyncConnection, tenant: str, query: str, n: int, where: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Chunks with all the words; only when there are none, chunks with any of them."""
+    strict, loose = keyword_queries(query)
+    rows: list[dict[str, Any]] = []
+    for text in dict.fromkeys((strict, loose)):  # loose is strict when the query has operators
+        cur = await conn.execute(
+            f"""
+            SELECT {COLUMNS}, ts_rank_cd(tsv, websearch_to_tsquery('{TS_CONFIG}', %(q)s), 1) AS rank_score
+            FROM chunks
+            WHERE tenant = %(tenant)s AND tsv @@ websearch_to_tsquery('{TS_CONFIG}', %(q)s){where}
+            ORDER BY rank_score DESC, id LIMIT %(n)s
+            """,
+            {**params, "q": text, "tenant": tenant, "n": n},
+        )
+        rows = await cur.fetchall()
+        if rows:
+            break
+    return rows
+
+
+def headline_fragments(headline: str) -> list[str]:
+    """ts_headline output -> HTML-escaped fragments with matches in <mark>, only those with a match."""
+    out = []
+    for fragment in headline.split(_SEP):
+        if _START not in fragment:
+            continue
+        escaped = html.escape(fragment.strip(), quote=False)
+        marked = escaped.replace(_START, "<mark>").replace(_STOP, "</mark>")
+        out.append(marked.replace("</mark><mark>", ""))  # one mark over a code's parts (XK-4471)
+    return out
+
+
+async def _highlight(conn: AsyncConnection, tenant: str, query: str, hits: list[Hit]) -> None:
+    _, loose = keyword_queries(query)
+    cur = await conn.execute(
+        f"""
+        SELECT id, ts_headline('{TS_CONFIG}', text, websearch_to_tsquery('{TS_CONFIG}', %(loose)s), %(opts)s) AS h
+        FROM chunks WHERE tenant = %(tenant)s AND id = ANY(%(ids)s)
+        """,
+        {"loose": loose, "opts": HEADLINE_OPTIONS, "tenant": tenant, "ids": [h.chunk_id for h in hits]},
+    )
+    by_id = {r["id"]: r["h"] for r in await cur.fetchall()}
+    for hit in hits:
+        hit.highlights = headline_fragments(by_id.get(hit.chunk_id) or "")
+
+
+async def search(pool: AsyncConnectionPool, tenant: str, params: SearchParams, vector: np.ndarray | None) -> list[Hit]:
+    """The `k` best chunks for `params` (vector and hybrid modes need the query's `vector`)."""
+    where, filter_params = to_sql(params.filters)
+    n = params.k if params.mode != "hybrid" else max(params.k, params.candidates)
+    async with pool.connection() as conn, conn.transaction():
+        vector_rows: list[dict[str, Any]] = []
+        keyword_rows: list[dict[str, Any]] = []
+        if params.mode in ("vector", "hybrid"):
+            if vector is None:
+                raise ValueError(f"mode {params.mode} needs the query vector")
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(params.ef_search)}")
+            # keep scanning the index until n rows pass the tenant and the filters
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            vector_rows = await _vector_leg(conn, tenant, vector, n, where, filter_params)
+        if params.mode in ("keyword", "hybrid"):
+            keyword_rows = await _keyword_leg(conn, tenant, params.query, n, where, filter_params)
+        hits = _combine(params, vector_rows, keyword_rows)
+        if params.highlight and hits:
+            await _highlight(conn, tenant, params.query, hits)
+    return hits
+
+
+def _combine(params: SearchParams, vector_rows: list[dict[str, Any]], keyword_rows: list[dict[str, Any]]) -> list[Hit]:
+    hits: dict[int, Hit] = {}
+    for rank, row in enumerate(vector_rows, start=1):
+        hit = hits.setdefault(row["id"], Hit.from_row(row))
+        hit.vector_score, hit.vector_rank = 1.0 - float(row["distance"]), rank
+    for rank, row in enumerate(keyword_rows, start=1):
+        hit = hits.setdefault(row["id"], Hit.from_row(row))
+        hit.keyword_score, hit.keyword_rank = float(row["rank_score"]), rank
+    if params.mode == "vector":
+        order = [(r["id"], 1.0 - float(r["distance"])) for r in vector_rows]
+    elif params.mode == "keyword":
+        order = [(r["id"], float(r["rank_score"])) for r in keyword_rows]
+    else:
+        order = rrf(
+            [
+                ([r["id"] for r in vector_rows], params.vector_weight),
+                ([r["id"] for r in keyword_rows], params.keyword_weight),
+            ],
+            params.rrf_k,
+        )
+    out = []
+    for chunk_id, score in order[: params.k]:
+        hit = hits[chunk_id]
+        hit.score = score
+        out.append(hit)
+    return out
+
+
+async def retrieve(pool: AsyncConnectionPool, embedder: Embedder, tenant: str, params: SearchParams) -> Retrieval:
+    """Embed the query (when the mode needs it, in a thread), then search; with per-stage latency."""
+    latency: dict[str, float] = {}
+    vector = None
+    if params.mode != "keyword":
+        t0 = time.perf_counter()
+        vector = (await anyio.to_thread.run_sync(embedder.embed, [params.query]))[0]
+        latency["embed_ms"] = _ms(t0)
+    t0 = time.perf_counter()
+    hits = await search(pool, tenant, params, vector)
+    latency["search_ms"] = _ms(t0)
+    return Retrieval(hits=hits, latency_ms=latency)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
