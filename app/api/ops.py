@@ -1,4 +1,22 @@
-from fastapi import APIRouter
+"""Operations: liveness, readiness, Prometheus metrics, host metrics."""
+
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.api.deps import SettingsDep, StoresDep
+from app.metrics import StoreGauges, render_api_metrics
+from app.settings import Settings
+from app.stores import Stores
+from app.stores.blobs import DiskBlobs
 
 router = APIRouter(tags=["ops"])
 
@@ -7,3 +25,127 @@ router = APIRouter(tags=["ops"])
 async def health() -> dict[str, str]:
     """Liveness: the process answers. Touches no dependency."""
     return {"status": "ok"}
+
+
+# --- readiness -------------------------------------------------------------------------------
+
+
+async def _mongodb(stores: Stores, settings: Settings) -> None:
+    await stores.files.client.admin.command("ping")
+
+
+async def _valkey(stores: Stores, settings: Settings) -> None:
+    await anyio.to_thread.run_sync(stores.jobs.connection.ping, abandon_on_cancel=True)
+
+
+async def _postgresql(stores: Stores, settings: Settings) -> None:
+    async with stores.chunks.pool.connection(timeout=settings.dependency_timeout_s) as conn:
+        await conn.execute("SELECT 1")
+
+
+def _storage_sync(stores: Stores) -> None:
+    blobs = stores.blobs
+    if isinstance(blobs, DiskBlobs):  # the uploads directory takes a write
+        blobs.root.mkdir(parents=True, exist_ok=True)
+        probe = blobs.root / f".ready-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    else:  # the bucket answers and we may use it
+        blobs.client.head_bucket(Bucket=blobs.bucket)
+
+
+async def _storage(stores: Stores, settings: Settings) -> None:
+    await anyio.to_thread.run_sync(_storage_sync, stores, abandon_on_cancel=True)
+
+
+CHECKS: dict[str, Callable[[Stores, Settings], Awaitable[None]]] = {
+    "mongodb": _mongodb,
+    "valkey": _valkey,
+    "postgresql": _postgresql,
+    "storage": _storage,
+}
+
+
+@router.get(
+    "/ready",
+    responses={503: {"description": "a dependency failed; the body says which"}},
+)
+async def ready(stores: StoresDep, settings: SettingsDep) -> JSONResponse:
+    """Readiness: MongoDB, Valkey, PostgreSQL and the file storage each answer, within
+    `DEPENDENCY_TIMEOUT_S` (checked concurrently, each with its latency). 503 when any fails."""
+    results: dict[str, dict[str, Any]] = {}
+    timeout = settings.dependency_timeout_s + 0.5
+
+    async def run(name: str, check: Callable[[Stores, Settings], Awaitable[None]]) -> None:
+        start = time.perf_counter()
+        try:
+            with anyio.fail_after(timeout):
+                await check(stores, settings)
+            result: dict[str, Any] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - any failure makes the dependency not ready
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__}
+        result["latency_ms"] = round((time.perf_counter() - start) * 1000, 1)
+        results[name] = result
+
+    async with anyio.create_task_group() as tg:
+        for name, check in CHECKS.items():
+            tg.start_soon(run, name, check)
+    ok = all(r["ok"] for r in results.values())
+    body = {"status": "ready" if ok else "unavailable", "checks": {name: results[name] for name in CHECKS}}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def _store_gauges(request: Request, settings: Settings) -> StoreGauges:
+    gauges = getattr(request.app.state, "store_gauges", None)
+    if gauges is None:
+        gauges = request.app.state.store_gauges = StoreGauges(settings.metrics_cache_s)
+    return gauges
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(request: Request, stores: StoresDep, settings: SettingsDep) -> Response:
+    """Prometheus text format: this API's requests (all gunicorn workers added up) and the
+    gauges read from MongoDB and RQ. Each worker serves its own on `WORKER_METRICS_PORT`."""
+    gauges = _store_gauges(request, settings)
+    await gauges.refresh(stores, settings)
+    body = await anyio.to_thread.run_sync(render_api_metrics, gauges)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _host_metrics(data_dir: Path) -> dict[str, Any]:
+    import psutil
+
+    disk_path = data_dir if data_dir.exists() else Path("/")
+    memory = psutil.virtual_memory()
+    swap = psutil.swap_memory()
+    disk = psutil.disk_usage(str(disk_path))
+    return {
+        "cpu": {
+            "count": psutil.cpu_count(),
+            "percent": psutil.cpu_percent(interval=0.2),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
+        "memory": {
+            "total_bytes": memory.total,
+            "available_bytes": memory.available,
+            "used_bytes": memory.total - memory.available,
+            "percent": memory.percent,
+        },
+        "swap": {"total_bytes": swap.total, "used_bytes": swap.used, "percent": swap.percent},
+        "disk": {
+            "path": str(disk_path.resolve()),
+            "total_bytes": disk.total,
+            "used_bytes": disk.used,
+            "free_bytes": disk.free,
+            "percent": disk.percent,
+        },
+    }
+
+
+@router.get("/system-metrics")
+async def system_metrics(settings: SettingsDep) -> dict[str, Any]:
+    """CPU (over 0.2 s), memory and disk (of `DATA_DIR`) usage of the host the API runs on (psutil)."""
+    return await anyio.to_thread.run_sync(_host_metrics, settings.data_dir)

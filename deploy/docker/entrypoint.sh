@@ -11,13 +11,15 @@ echo "$role" > "${DOCPROC_ROLE_FILE:-/tmp/docproc-role}"
 
 case "$role" in
   api)
+    # app/gunicorn_conf.py: a fresh prometheus-client multiprocess directory for the workers' /metrics,
+    # gunicorn's lines in the service's log format; the app logs one line per request itself
     exec gunicorn "app.main:create_app()" \
       --bind "0.0.0.0:${PORT:-8000}" \
       --workers "${API_WORKERS:-2}" \
       --worker-class uvicorn.workers.UvicornWorker \
       --graceful-timeout "${GRACEFUL_TIMEOUT:-30}" \
       --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
-      --access-logfile - \
+      --config python:app.gunicorn_conf \
       "$@"
     ;;
   worker)
