@@ -26,3 +26,5 @@ freeze dev requirements-dev.txt -c requirements.txt -r requirements.in -r requir
 grep -v -x -F -f <(grep -v '^#' requirements.txt) requirements-dev.txt > "$tmp/dev.txt"
 mv "$tmp/dev.txt" requirements-dev.txt
 freeze secantus requirements-secantus.txt -r requirements-secantus.in
+# the optional unstructured extra: its whole closure, sharing the app's pins (installed on request, --no-deps)
+freeze unstructured requirements-unstructured.txt -c requirements.txt -r requirements-unstructured.in

@@ -56,7 +56,8 @@ case "${1:-serve}" in
     ;;
   test)
     shift
-    install requirements-dev.txt
+    # the unstructured extra too, so its offline parsing is proven in CI
+    install requirements-dev.txt requirements-unstructured.txt
     if [ $# -gt 0 ]; then  # a chosen subset: the service's tests only
       exec .venv/bin/python -m pytest "$@"
     fi

@@ -292,10 +292,13 @@ def supervisor_conf(
             "user": postgres_user() or "",
         }
     wait = f"{py} -m app.localstack wait"
+    # the API's gunicorn workers share one prometheus-client multiprocess directory, emptied at each
+    # start by app/gunicorn_conf.py; set for the API only (a worker serves its own metrics)
+    prom = f"PROMETHEUS_MULTIPROC_DIR={run / 'prometheus'}"
     programs["api"] = {
-        "command": f'sh -c \'{wait} && exec {py} -m gunicorn "app.main:create_app()" '
+        "command": f'sh -c \'{wait} && {prom} exec {py} -m gunicorn "app.main:create_app()" '
         f"--bind {api_bind} --workers {api_workers} --worker-class uvicorn.workers.UvicornWorker "
-        f"--graceful-timeout 30'",
+        f"--graceful-timeout 30 --config python:app.gunicorn_conf'",
         "priority": "20",
         "stopsignal": "TERM",
         "stopwaitsecs": "35",
@@ -369,6 +372,7 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
         "DO_NOT_TRACK": "1",
         "VALKEY_URL": os.environ.get("VALKEY_URL", ""),
         "QUEUE_NAME": os.environ.get("QUEUE_NAME", "ingest"),
+        "WORKER_METRICS_PORT": os.environ.get("WORKER_METRICS_PORT", "9100"),  # the worker's /metrics
     }
     start: set[str] = set()
     if not os.environ.get("VALKEY_URL"):
@@ -390,6 +394,7 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
         f"""
   docproc local stack (embedded servers: {", ".join(sorted(start)) or "none"})
     API        http://{host}:{port}      docs: http://{host}:{port}/docs
+    metrics    http://{host}:{port}/metrics   worker: http://127.0.0.1:{env["WORKER_METRICS_PORT"]}/metrics
     logs       {data_dir / "logs"}
     control    {sys.executable} -m supervisor.supervisorctl -c {conf} status
   Ctrl-C stops everything.

@@ -13,14 +13,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pymongo import AsyncMongoClient
 
-from app.api import files, ops, search, uploads
+from app.api import answers, files, ops, search, uploads
 from app.embedding import load_embedder
+from app.logs import setup_logging
+from app.middleware import RequestObservability
+from app.retrieval.llm import ChatClient
 from app.settings import Settings, get_settings
 from app.stores import Stores
 from app.stores.blobs import make_blob_store
 from app.stores.chunks import ChunkSearch, ensure_schema, make_pool
 from app.stores.files import FileStore
 from app.stores.idempotency import IdempotencyStore
+from app.stores.interactions import InteractionStore
 from app.stores.jobs import JobQueue
 
 log = logging.getLogger("app")
@@ -58,7 +62,7 @@ def _warn_on_eviction(jobs: JobQueue) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings, "api")  # JSON lines (LOG_FORMAT), optional GELF
     timeout_ms = int(settings.dependency_timeout_s * 1000)
 
     @asynccontextmanager
@@ -69,12 +73,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
             socketTimeoutMS=10_000,
+            # writes are not retried (DocumentDB: retryWrites=false), so never hand one a socket
+            # the server may have dropped while idle
+            maxIdleTimeMS=60_000,
             tz_aware=True,
         )
         file_store = FileStore(mongo, settings.mongo_db)
         idempotency = IdempotencyStore(mongo, settings.mongo_db, settings.idempotency_ttl_s)
         await file_store.ensure_indexes()
         await idempotency.ensure_indexes()
+        interactions = InteractionStore(mongo, settings.mongo_db) if settings.interactions_log else None
+        if interactions is not None:
+            await interactions.ensure_indexes()
         await anyio.to_thread.run_sync(ensure_schema, database_url)
         pool = make_pool(database_url, settings.dependency_timeout_s)
         await pool.open(wait=True, timeout=10)
@@ -87,13 +97,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             blobs=make_blob_store(settings),
             jobs=jobs,
             idempotency=idempotency,
+            interactions=interactions,
         )
+        app.state.llm = ChatClient.from_settings(settings)  # None: no LLM_BASE_URL (extractive answers)
         app.state.query_embedder = await anyio.to_thread.run_sync(
             load_embedder, settings, settings.query_embedding_runtime
         )
         try:
             yield
         finally:
+            if app.state.llm is not None:
+                await app.state.llm.aclose()
             await pool.close()
             await mongo.close()
             jobs.close()
@@ -104,8 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (uploads, files, search, ops):
+    for module in (uploads, files, search, answers, ops):
         app.include_router(module.router)
     for exc_type, server in DEPENDENCY_ERRORS.items():
         app.add_exception_handler(exc_type, _dependency_handler(server))
+    app.add_middleware(RequestObservability)  # request id, one log line and metrics per request
     return app

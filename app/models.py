@@ -27,6 +27,7 @@ class FileOut(BaseModel):
     last_error: str | None = None  # the transient failure or lost worker behind the latest retry
     page_count: int | None = None
     chunk_count: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)  # from the upload; search filters match it
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None
@@ -58,24 +59,3 @@ class FileList(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class QueryRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=4000)
-    k: int = Field(5, ge=1)
-
-
-class SearchHit(BaseModel):
-    text: str
-    score: float
-    file_id: str
-    filename: str
-    chunk_index: int
-    page_start: int | None
-    page_end: int | None
-    heading_path: list[str]
-
-
-class QueryResponse(BaseModel):
-    query: str
-    results: list[SearchHit]

@@ -89,7 +89,29 @@ class Settings(BaseSettings):
     query_max_k: int = Field(100, gt=0)
     hnsw_ef_search: int = Field(100, gt=0)
 
+    # search and answers (app/retrieval/, app/api/search.py, app/api/answers.py)
+    rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion: score = sum of weight / (RRF_K + rank)
+    hybrid_vector_weight: float = Field(1.0, ge=0)
+    hybrid_keyword_weight: float = Field(1.0, ge=0)
+    hybrid_candidates: int = Field(50, ge=1, le=1000)  # rows each leg of a hybrid search contributes (at least k)
+    llm_base_url: str | None = None  # an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; unset: no LLM
+    llm_model: str = ""
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(60, gt=0)  # whole answer; streamed: to the first token and between tokens
+    llm_max_tokens: int = Field(512, gt=0)
+    llm_temperature: float = Field(0.1, ge=0, le=2)
+    llm_context_max_chars: int = Field(12_000, ge=500)  # passages put into a prompt, at most
+    interactions_log: bool = True  # every query and answer to MongoDB `interactions`
+
     log_level: str = "INFO"
+
+    # observability (README "Operations")
+    log_format: Literal["json", "text"] = "json"  # stderr: one JSON object per line, or classic text
+    gelf_host: str = ""  # Graylog: every log record also sent in GELF when set
+    gelf_port: int = Field(12201, gt=0, lt=65536)
+    gelf_protocol: Literal["udp", "tcp"] = "udp"
+    worker_metrics_port: int = Field(9100, ge=0, lt=65536)  # each RQ worker's /metrics; 0 = off
+    metrics_cache_s: float = Field(5, ge=0)  # MongoDB/RQ gauges on the API's /metrics are recomputed after this
 
 
 @lru_cache

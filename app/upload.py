@@ -19,6 +19,7 @@ from starlette.requests import Request
 from app import filetypes
 from app.filenames import display_name, safe_name
 from app.multipart import PartData, PartEnd, PartStart, events
+from app.retrieval import metadata
 from app.settings import Settings
 from app.status import ErrorCode, FileStatus
 from app.stores import Stores
@@ -28,7 +29,7 @@ log = logging.getLogger("app.upload")
 
 
 class UploadRejected(Exception):
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
         self.status, self.code, self.message = status, code, message
         super().__init__(message)
 
@@ -48,6 +49,7 @@ class IncomingFile:
     doc_created: bool = False
     duplicate_of: str | None = None
     duplicate_status: str | None = None
+    metadata: dict[str, object] = field(default_factory=dict)  # the `metadata` / `file_metadata` parts
 
     @property
     def sha256(self) -> str:
@@ -62,13 +64,20 @@ class Receiver:
         self.settings = settings
         self.files: list[IncomingFile] = []
         self.mongo_down = False  # skip MongoDB in a rollback once it has failed to answer
+        self.fields: dict[str, bytearray] = {}  # metadata parts (app/retrieval/metadata.py), before or after files
 
     async def receive(self) -> list[IncomingFile]:
         current: IncomingFile | None = None
+        field_buf: bytearray | None = None
         try:
             async for ev in events(self.request):
                 if isinstance(ev, PartStart):
-                    current = await self._start(ev) if ev.filename is not None else None
+                    field_buf = self._field(ev.name) if ev.name in metadata.PARTS else None
+                    current = await self._start(ev) if ev.filename is not None and field_buf is None else None
+                elif isinstance(ev, PartData) and field_buf is not None:
+                    field_buf += ev.data
+                    if len(field_buf) > metadata.MAX_BYTES:
+                        raise UploadRejected(422, "invalid_metadata", "A metadata part is larger than 16 KB.")
                 elif isinstance(ev, PartData) and current is not None:
                     await self._feed(current, ev.data)
                 elif isinstance(ev, PartEnd) and current is not None:
@@ -76,11 +85,25 @@ class Receiver:
                     current = None
             if not self.files:
                 raise UploadRejected(422, ErrorCode.EMPTY_FILE, "No file in the request: send `files` parts.")
+            self._apply_metadata()
             return self.files
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.rollback()
             raise
+
+    def _field(self, name: str) -> bytearray:
+        if name in self.fields:
+            raise UploadRejected(422, "invalid_metadata", f"The {name!r} part is sent more than once.")
+        return self.fields.setdefault(name, bytearray())
+
+    def _apply_metadata(self) -> None:
+        try:
+            by_name = metadata.per_file({k: bytes(v) for k, v in self.fields.items()}, (f.filename for f in self.files))
+        except metadata.InvalidMetadata as exc:
+            raise UploadRejected(422, "invalid_metadata", str(exc)) from exc
+        for f in self.files:
+            f.metadata = by_name[f.filename]
 
     async def _start(self, part: PartStart) -> IncomingFile:
         if len(self.files) >= self.settings.max_files_per_request:
@@ -183,8 +206,10 @@ class Receiver:
         for f in self.files:
             if f.duplicate_of:
                 continue
-            await self.stores.files.mark_queued(f.file_id)
-            await anyio.to_thread.run_sync(self.stores.jobs.enqueue_file, f.file_id, f.size)
+            await self.stores.files.mark_queued(f.file_id, metadata=f.metadata)
+            await anyio.to_thread.run_sync(
+                self.stores.jobs.enqueue_file, f.file_id, f.size, getattr(self.request.state, "request_id", None)
+            )
 
     async def rollback(self) -> None:
         """Remove every trace of this request's files; each step tried on its own.

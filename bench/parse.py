@@ -3,10 +3,24 @@ and the peak memory of a 1,000-page PDF. Appends the results to BENCHMARKS.md.
 
     .venv/bin/python -m bench.parse            # about two minutes on 2 cores
     .venv/bin/python -m bench.parse --no-embed # skip the 1,000-page end-to-end memory run
+    .venv/bin/python -m bench.parse --unstructured-only  # only the section below
 
 Documents are generated here (seeded, so every run reads the same text). Formats without
 pages count one page per 3,000 characters of text, about a printed page. Times are for
 parsing alone (elements out, no chunking), the best of three runs.
+
+With the unstructured extra installed (requirements-unstructured.txt), a second section times
+the long-tail formats it reads (EML, EPUB, ODT, RTF, XLSX; made with pandoc and openpyxl from
+the same pages), and our PDF parser next to unstructured's `fast` PDF strategy on the same PDF.
+unstructured's `partition_pdf` cannot be imported with the extra alone: even `fast` needs
+unstructured-inference, OpenCV and pikepdf at import (the `pdf` extra, which brings torch's
+models). For the comparison only, layer them over the app's venv in a scratch one:
+
+    python3 -m venv /tmp/bench-pdf
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/bench-pdf/lib/python3.11/site-packages/app.pth
+    /tmp/bench-pdf/bin/pip install -c requirements.txt -c requirements-unstructured.txt \
+        unstructured-inference pi-heif pikepdf pdfminer.six
+    /tmp/bench-pdf/bin/python -m bench.parse --unstructured-only
 """
 
 import argparse
@@ -147,6 +161,45 @@ def make_csv(pages: list[tuple[str, list[str]]]) -> bytes:
     return "\n".join(rows).encode()
 
 
+def make_eml(pages: list[tuple[str, list[str]]]) -> bytes:
+    import email.message
+
+    msg = email.message.EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "harbour@port.example", "crew@port.example", "Harbour report"
+    msg.set_content(make_text(pages).decode())
+    return msg.as_bytes()
+
+
+def make_xlsx(pages: list[tuple[str, list[str]]]) -> bytes:
+    """One sheet per 20 pages; a row per paragraph: section, paragraph number, text."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for start in range(0, len(pages), 20):
+        sheet = book.create_sheet(f"Sections {start + 1}-{start + 20}")
+        sheet.append(("section", "paragraph", "text"))
+        for heading, paras in pages[start : start + 20]:
+            for n, para in enumerate(paras, start=1):
+                sheet.append((heading, n, para))
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def make_with_pandoc(pages: list[tuple[str, list[str]]], to: str) -> Callable[[], bytes]:
+    def make() -> bytes:
+        import pypandoc
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / f"doc.{to}"
+            extra = ["--metadata", "title=Harbour report"] if to == "epub" else []
+            pypandoc.convert_text(make_markdown(pages).decode(), to, format="md", outputfile=str(out), extra_args=extra)
+            return out.read_bytes()
+
+    return make
+
+
 def timed(path: Path, content_type: str, settings: Settings) -> tuple[float, int, dict]:
     best, chars, stats = float("inf"), 0, {}
     for _ in range(3):
@@ -194,15 +247,114 @@ def peak_memory(path: Path, embed: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def unstructured_section(pages: list[tuple[str, list[str]]], settings: Settings, tmp: Path) -> str:
+    """The long tail through the unstructured extra, and unstructured's `fast` PDF strategy next to ours."""
+    if not filetypes.OPTIONAL:
+        print("unstructured extra not installed: no long-tail rows, no PDF comparison", flush=True)
+        return ""
+    formats: list[tuple[str, str, str, Callable[[], bytes]]] = [
+        ("EML (plain-text body)", "doc.eml", filetypes.EML, lambda: make_eml(pages)),
+        ("EPUB (pandoc)", "doc.epub", filetypes.EPUB, make_with_pandoc(pages, "epub")),
+        ("ODT (pandoc)", "doc.odt", filetypes.ODT, make_with_pandoc(pages, "odt")),
+        ("RTF (pandoc)", "doc.rtf", filetypes.RTF, make_with_pandoc(pages, "rtf")),
+        ("XLSX (10 sheets, a row per paragraph)", "doc.xlsx", filetypes.XLSX, lambda: make_xlsx(pages)),
+    ]
+    rows = []
+    for label, name, content_type, make in formats:
+        if content_type not in filetypes.OPTIONAL:
+            continue
+        path = tmp / name
+        path.write_bytes(make())
+        seconds, chars, _ = timed(path, content_type, settings)
+        n_pages = chars / PAGE_CHARS
+        rows.append((label, f"{n_pages:.0f}", f"{path.stat().st_size / 1e6:.2f}", f"{seconds:.2f}",
+                     f"{n_pages / seconds:,.0f}", f"{chars / seconds / 1e6:.2f}"))  # fmt: skip
+        print(rows[-1], flush=True)
+
+    pdf = tmp / "compare.pdf"
+    pdf.write_bytes(make_pdf(pages))
+    ours, our_chars, stats = timed(pdf, filetypes.PDF, settings)
+    our_elements = sum(1 for _ in parse(pdf, filetypes.PDF, settings).elements)
+    comparison = [("docproc (pypdfium2, worker/parsing/pdf.py)", ours, our_chars, our_elements)]
+    try:
+        from worker.parsing import unstructured as extra
+
+        extra.load()  # NLTK made offline before partition_pdf classifies text
+        from unstructured.partition.pdf import partition_pdf
+    except ImportError as exc:
+        note = (
+            f"unstructured's `fast` strategy not measured: `partition_pdf` cannot be imported here ({exc}); "
+            "see bench/parse.py for the scratch venv that has what it needs."
+        )
+        print(note, flush=True)
+    else:
+        best, chars, count = float("inf"), 0, 0
+        for _ in range(3):
+            start = time.perf_counter()
+            found = partition_pdf(filename=str(pdf), strategy="fast", languages=["eng"])
+            best = min(best, time.perf_counter() - start)
+            chars, count = sum(len(e.text or "") for e in found), len(found)
+        comparison.append(('unstructured `partition_pdf(strategy="fast")` (pdfminer.six)', best, chars, count))
+        note = ""
+    for row in comparison[1:]:
+        print(row[0], f"{row[1]:.2f} s", flush=True)
+    n_pages = stats["page_count"]
+    lines = [
+        "",
+        f"### With the unstructured extra (unstructured {_version('unstructured')}, pandoc via pypandoc-binary "
+        f"{_version('pypandoc-binary')})",
+        "",
+        "Long-tail formats, made from the same 200 pages (pandoc and openpyxl), parsed offline "
+        f"(`worker/parsing/unstructured.py`); {PAGE_CHARS:,} characters count as a page:",
+        "",
+        "| format | pages | MB | seconds | pages/s | M chars/s |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        f"The same {n_pages}-page PDF (text layer), best of 3:",
+        "",
+        "| parser | seconds | pages/s | characters | elements |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {label} | {seconds:.2f} | {n_pages / seconds:,.0f} | {chars:,} | {count:,} |"
+            for label, seconds, chars, count in comparison
+        ),
+        *(["", note] if note else []),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-embed", action="store_true", help="skip embedding in the 1,000-page memory run")
     ap.add_argument("--no-write", action="store_true", help="print, do not append to BENCHMARKS.md")
+    ap.add_argument(
+        "--unstructured-only", action="store_true", help="only the unstructured extra's section (long tail, PDF)"
+    )
     args = ap.parse_args()
 
     rng = random.Random(20240601)
     pages = page_texts(rng)
     settings = Settings()
+    if args.unstructured_only:
+        with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
+            section = unstructured_section(pages, settings, Path(tmp))
+        report = f"\n{heading()}\n{section}" if section else ""
+        print(report)
+        if report and not args.no_write:
+            with open(ROOT / "BENCHMARKS.md", "a") as f:
+                f.write(report)
+        return
     formats: list[tuple[str, str, str, Callable[[], bytes]]] = [
         ("PDF (text layer)", "doc.pdf", filetypes.PDF, lambda: make_pdf(pages)),
         ("DOCX", "doc.docx", filetypes.DOCX, lambda: make_docx(pages)),
@@ -242,26 +394,33 @@ def main() -> None:
             memory.append(("parse + chunk + embed (worker)", peak_memory(big, embed=True)))
         for what, m in memory:
             print(what, m, flush=True)
+        section = unstructured_section(pages, settings, Path(tmp))
 
-    report = render(rows, ocr_s, memory)
+    report = render(rows, ocr_s, memory) + section
     print(report)
     if not args.no_write:
         with open(ROOT / "BENCHMARKS.md", "a") as f:
             f.write(report)
 
 
-def render(rows: list[tuple[str, ...]], ocr_s: float, memory: list[tuple[str, dict]]) -> str:
+def heading() -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
         platform.processor() or "?",
     )
-    lines = [
-        "",
+    return (
         f"## Parsing — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit.stdout.strip() or '?'}"
         f"{' (uncommitted changes)' if dirty else ''}, {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}"
+    )
+
+
+def render(rows: list[tuple[str, ...]], ocr_s: float, memory: list[tuple[str, dict]]) -> str:
+    lines = [
+        "",
+        heading(),
         "",
         "`python -m bench.parse`: parsing alone (elements out), best of 3; formats without pages count "
         f"{PAGE_CHARS:,} characters as a page.",

@@ -129,6 +129,7 @@ def _start_servers(stack: Stack) -> Stack:
         MONGO_DB="docproc_test",
         HF_HUB_OFFLINE="1",
         DO_NOT_TRACK="1",
+        WORKER_METRICS_PORT="0",  # many workers on one machine; tests/test_observability.py sets its own
     )
     localstack.wait_valkey(stack.env["VALKEY_URL"])
     localstack.wait_mongo(stack.env["MONGO_URL"])

@@ -44,15 +44,18 @@ def test_upload_embeds_and_query_finds_the_right_passage(client: httpx.Client) -
         assert doc["error"] is None and doc["finished_at"]
     assert docs[ids["volcano.pdf"]]["page_count"] == 2
 
-    r = client.post("/query", json={"query": "when did the volcano last erupt?", "k": 3})
+    own = {"file_ids": list(ids.values())}  # other tests' documents share the session database
+    r = client.post("/query", json={"query": "when did the volcano last erupt?", "k": 3, "filters": own})
     assert r.status_code == 200, r.text
     top = r.json()["results"][0]
     assert top["file_id"] == ids["volcano.pdf"]
     assert "1821" in top["text"] and top["page_start"] == 1 and top["filename"] == "volcano.pdf"
 
-    top = client.post("/query", json={"query": "how is the bread dough fermented", "k": 3}).json()["results"][0]
+    top = client.post("/query", json={"query": "how is the bread dough fermented", "k": 3, "filters": own}).json()[
+        "results"
+    ][0]
     assert top["file_id"] == ids["bakery.pdf"]
-    lava = client.post("/query", json={"query": "basalt columns formed by cooled lava", "k": 1}).json()
+    lava = client.post("/query", json={"query": "basalt columns formed by cooled lava", "k": 1, "filters": own}).json()
     assert lava["results"][0]["page_end"] == 2 and "basalt" in lava["results"][0]["text"]
 
 
@@ -70,7 +73,10 @@ def test_several_files_in_one_request(client: httpx.Client) -> None:
     run_worker()
     docs = wait_final(client, [f["file_id"] for f in files])
     assert {d["status"] for d in docs.values()} == {"embedded"}
-    hit = client.post("/query", json={"query": "tide gauge installation on the pier", "k": 1}).json()["results"][0]
+    own = {"file_ids": [f["file_id"] for f in files]}
+    hit = client.post("/query", json={"query": "tide gauge installation on the pier", "k": 1, "filters": own}).json()[
+        "results"
+    ][0]
     assert hit["filename"] == "guide.md" and hit["heading_path"] == ["Guide", "Setup"]
 
 

@@ -24,14 +24,16 @@ def _names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("stem", ["requirements", "requirements-dev", "requirements-secantus"])
+@pytest.mark.parametrize(
+    "stem", ["requirements", "requirements-dev", "requirements-secantus", "requirements-unstructured"]
+)
 def test_every_declared_dependency_is_pinned(stem: str) -> None:
     pinned_lines = [
         ln for ln in (ROOT / f"{stem}.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")
     ]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==\S+", ln) for ln in pinned_lines), "only exact pins"
     pinned = _names(ROOT / f"{stem}.txt")
-    if stem == "requirements-dev":
+    if stem in ("requirements-dev", "requirements-unstructured"):
         pinned |= _names(ROOT / "requirements.txt")
     missing = _names(ROOT / f"{stem}.in") - pinned
     assert not missing, f"run ./freeze.sh: {sorted(missing)} declared in {stem}.in but not pinned"

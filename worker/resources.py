@@ -31,7 +31,7 @@ def resources() -> Resources:
     settings = get_settings()
     database_url = settings.database_url.get_secret_value()
     ensure_schema(database_url)
-    mongo = MongoClient(settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000)
+    mongo = MongoClient(settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000, maxIdleTimeMS=60_000)
     tokenizer = load_tokenizer(model_dir(settings))
     return Resources(
         settings=settings,

@@ -26,6 +26,7 @@ from functools import lru_cache
 import psycopg
 from pymongo import MongoClient
 
+from app.logs import setup_logging
 from app.settings import Settings, get_settings
 from app.status import FileStatus
 from app.stores.blobs import DiskBlobs, S3Blobs, make_blob_store
@@ -146,7 +147,7 @@ def cloudwatch_client(settings: Settings):  # noqa: ANN201 - boto3 client
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings, "watchdog")  # JSON lines (LOG_FORMAT), optional GELF
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -6,6 +6,7 @@ from app.stores.blobs import DiskBlobs, S3Blobs
 from app.stores.chunks import ChunkSearch
 from app.stores.files import FileStore
 from app.stores.idempotency import IdempotencyStore
+from app.stores.interactions import InteractionStore
 from app.stores.jobs import JobQueue
 
 
@@ -18,3 +19,4 @@ class Stores:
     blobs: DiskBlobs | S3Blobs
     jobs: JobQueue
     idempotency: IdempotencyStore
+    interactions: InteractionStore | None = None  # None: INTERACTIONS_LOG=false

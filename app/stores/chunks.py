@@ -1,19 +1,22 @@
 """Chunks, their vectors and full text in PostgreSQL + pgvector.
 
 The worker writes a file's chunks with `ChunkIndex.replace` (one transaction:
-delete the file's old chunks, COPY the new ones); the API searches and deletes
-with `ChunkSearch`.
+delete the file's old chunks, COPY the new ones, each with its file's upload
+metadata and time); the API searches (app/retrieval/search.py) and deletes with
+`ChunkSearch`.
 """
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector, register_vector_async
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 EMBEDDING_DIM = 384
@@ -43,6 +46,14 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_tenant_file ON chunks (tenant, file_id);
 CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops);
 CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
+-- additive changes for databases created before them; checked first, so that a
+-- startup takes no exclusive lock on the table once they are in
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = 'chunks'::regclass AND attname = 'uploaded_at' AND NOT attisdropped) THEN
+        ALTER TABLE chunks ADD COLUMN IF NOT EXISTS uploaded_at timestamptz;  -- search filters (upload date)
+    END IF;
+END $$;
 """
 
 
@@ -68,9 +79,17 @@ class ChunkRow:
 
 
 COPY_COLUMNS = (
-    "tenant, file_id, ordinal, text, page_start, page_end, heading_path, kinds, filename, content_type, embedding"
+    "tenant, file_id, ordinal, text, page_start, page_end, heading_path, kinds, filename, content_type, embedding,"
+    " metadata, uploaded_at"
 )
-COPY_TYPES = ["text", "uuid", "int4", "text", "int4", "int4", "text[]", "text[]", "text", "text", "vector"]
+COPY_TYPES = [
+    "text", "uuid", "int4", "text", "int4", "int4", "text[]", "text[]", "text", "text", "vector", "jsonb", "timestamptz"
+]  # fmt: skip
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """The sync MongoDB client returns naive UTC datetimes."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class ChunkIndex:
@@ -88,8 +107,14 @@ class ChunkIndex:
         return self._conn
 
     def replace(self, file: dict[str, Any], rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
-        """Atomically swap the file's chunks for `rows`: a rerun never duplicates."""
+        """Atomically swap the file's chunks for `rows`: a rerun never duplicates.
+
+        The file's `metadata` (from the upload) and upload time are copied onto every
+        chunk, so searches filter on them without a second store.
+        """
         conn = self.conn
+        metadata = Jsonb(file.get("metadata") or {})
+        uploaded_at = _aware(file.get("created_at"))
         try:
             with conn.transaction(), conn.cursor() as cur:
                 # Two jobs for the same file queue up here instead of interleaving.
@@ -111,6 +136,8 @@ class ChunkIndex:
                                 file["filename"],
                                 file["content_type"],
                                 vec.astype(np.float32),
+                                metadata,
+                                uploaded_at,
                             )
                         )
         except psycopg.OperationalError:
@@ -146,27 +173,12 @@ def make_pool(database_url: str, timeout_s: float, max_size: int = 10) -> AsyncC
 
 
 class ChunkSearch:
-    """The API's reader (async), over a connection pool."""
+    """The API's reader (async), over a connection pool. The search SQL (vector, keyword,
+    hybrid, filters) is app/retrieval/search.py, run over `pool`."""
 
     def __init__(self, pool: AsyncConnectionPool, ef_search: int = 100) -> None:
         self.pool = pool
         self.ef_search = ef_search
-
-    async def vector_search(self, tenant: str, vector: np.ndarray, k: int) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}")
-            # keep scanning the index until k rows pass the WHERE clause
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cur = await conn.execute(
-                """
-                SELECT file_id::text AS file_id, filename, ordinal, text, page_start, page_end,
-                       heading_path, 1 - (embedding <=> %(v)s) AS score
-                FROM chunks WHERE tenant = %(tenant)s
-                ORDER BY embedding <=> %(v)s LIMIT %(k)s
-                """,
-                {"v": vector.astype(np.float32), "tenant": tenant, "k": k},
-            )
-            return await cur.fetchall()
 
     async def delete_file(self, tenant: str, file_id: str) -> int:
         async with self.pool.connection() as conn:

@@ -26,8 +26,11 @@ class JobQueue:
         )
         self.queue = Queue(settings.queue_name, connection=self.connection)
 
-    def enqueue_file(self, file_id: str, size_bytes: int) -> None:
-        """Enqueue (or re-enqueue) the file's job; transient failures retry with backoff."""
+    def enqueue_file(self, file_id: str, size_bytes: int, request_id: str | None = None) -> None:
+        """Enqueue (or re-enqueue) the file's job; transient failures retry with backoff.
+
+        `request_id` (the upload's) goes into the job's meta: the worker logs it with the job's lines.
+        """
         self.queue.enqueue(
             PROCESS_FILE,
             file_id,
@@ -37,6 +40,7 @@ class JobQueue:
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             description=f"process_file({file_id})",
+            meta={"request_id": request_id} if request_id else None,
         )
 
     def cancel(self, file_id: str) -> None:

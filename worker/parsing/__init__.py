@@ -13,6 +13,7 @@ stream with the limits every format shares: no element longer than
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from app import filetypes
@@ -42,7 +43,7 @@ class Parsed:
 
 
 def parse(path: Path, content_type: str, settings: Settings | None = None) -> Parsed:
-    from worker.parsing import csv, docx, html, markdown, pdf, pptx, text
+    from worker.parsing import csv, docx, html, markdown, pdf, pptx, text, unstructured
 
     parsers: dict[str, Callable[[Path, Settings], Parsed]] = {
         filetypes.PDF: pdf.parse,
@@ -52,6 +53,8 @@ def parse(path: Path, content_type: str, settings: Settings | None = None) -> Pa
         filetypes.MARKDOWN: markdown.parse,
         filetypes.CSV: csv.parse,
         filetypes.TEXT: text.parse,
+        # the long tail (EML, MSG, EPUB, ODT, RTF, XLSX), when the optional unstructured extra is installed
+        **{ctype: partial(unstructured.parse, content_type=ctype) for ctype in filetypes.OPTIONAL},
     }
     if content_type not in parsers:
         raise PipelineError(ErrorCode.UNSUPPORTED_TYPE, f"No parser for {content_type}.")

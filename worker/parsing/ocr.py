@@ -19,12 +19,14 @@ import pytesseract
 from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
 
+from app.metrics import timed_stage
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
 
 MAX_PIXELS = 50_000_000  # a page larger than A2 at the configured dpi is rendered at a lower dpi
 
 
+@timed_stage("ocr")  # the job's `ocr` stage (docproc_stage_seconds{stage="ocr"})
 def page_text(path: Path, page_number: int, page_size: tuple[float, float], settings: Settings) -> str:
     """The text tesseract reads on page `page_number` (1-based) of the PDF at `path`."""
     _check_languages(settings.ocr_languages)

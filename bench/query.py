@@ -1,0 +1,136 @@
+"""Query latency at 10k and 100k chunks, and HNSW recall against exact search.
+
+    .venv/bin/python -m bench.query                  # 10k and 100k chunks
+    .venv/bin/python -m bench.query --sizes 10000    # quicker
+
+Starts its own servers and API. Chunks are written straight into PostgreSQL: texts are
+generated prose, vectors are real embeddings of a few thousand of them plus small
+perturbations (so neighbourhoods look like a real corpus, not uniform noise).
+`/query` is timed over HTTP from this process, query embedding included, for each
+mode; goal at 100k: hybrid p50 <= 30 ms, p99 <= 100 ms. Recall@10 of the HNSW index
+(ef_search as configured) against exact search on the same vectors: goal >= 0.95.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+
+import httpx
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+
+from bench.common import load, percentile, record, sentence, table
+from tests.stack import stack_dir, start_api, start_servers
+
+BASE = 3000  # real embeddings; the rest are perturbations of these
+
+
+def corpus(n: int, rng: random.Random) -> list[str]:
+    return [" ".join(sentence(rng) for _ in range(rng.randint(3, 8))) for _ in range(n)]
+
+
+def fill(database_url: str, texts: list[str], vectors: np.ndarray) -> None:
+    with psycopg.connect(database_url) as conn:
+        register_vector(conn)
+        conn.execute("TRUNCATE chunks")
+        files = [uuid.uuid4() for _ in range(max(1, len(texts) // 50))]
+        columns = "tenant, file_id, ordinal, text, filename, content_type, embedding"
+        with conn.cursor() as cur, cur.copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "uuid", "int4", "text", "text", "text", "vector"])
+            for i, (text, vec) in enumerate(zip(texts, vectors, strict=True)):
+                copy.write_row(("default", files[i % len(files)], i // len(files), text, f"doc-{i % len(files)}.pdf",
+                                "application/pdf", vec))  # fmt: skip
+        conn.commit()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("REINDEX INDEX chunks_embedding_hnsw")
+        conn.execute("VACUUM ANALYZE chunks")
+
+
+def recall_at_10(database_url: str, vectors: np.ndarray, queries: np.ndarray, ef_search: int) -> float:
+    with psycopg.connect(database_url) as conn:
+        register_vector(conn)
+        conn.execute(f"SET hnsw.ef_search = {ef_search}")
+        ids = np.array([r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")])
+        hits = []
+        for q in queries:
+            rows = conn.execute("SELECT id FROM chunks ORDER BY embedding <=> %s LIMIT 10", (q,)).fetchall()
+            approx = {r[0] for r in rows}
+            exact = set(ids[np.argsort(-(vectors @ q))[:10]])
+            hits.append(len(approx & exact) / 10)
+        return float(np.mean(hits))
+
+
+async def timed_queries(url: str, questions: list[str], mode: str, concurrency: int = 1) -> list[float]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+
+        async def one(i: int) -> bool:
+            r = await c.post("/query", json={"query": questions[i % len(questions)], "k": 10, "mode": mode})
+            return r.status_code == 200
+
+        result = await load(one, len(questions), concurrency)
+    assert result.errors == 0, f"{result.errors} failed queries in mode {mode}"
+    return result.latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    from app.embedding import load_embedder
+    from app.settings import Settings
+
+    rng = random.Random(11)
+    settings = Settings()
+    embedder = load_embedder(settings, "onnx")
+    texts = corpus(max(args.sizes), rng)
+    base = embedder.embed(texts[:BASE])
+    noise = np.random.default_rng(5)
+    vectors = np.vstack([base, base[noise.integers(0, BASE, len(texts) - BASE)]])
+    vectors[BASE:] += noise.normal(0, 0.03, (len(texts) - BASE, vectors.shape[1])).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    questions = [sentence(rng).rsplit(" ", 3)[0] for _ in range(args.queries)]
+    codes = [f"{w} {rng.choice(['QX', 'B7', 'T-'])}{rng.randint(100, 999)}" for w in ("berth", "crane", "tug")]
+
+    stack = start_servers(stack_dir("bench-query"))
+    os.environ.update(stack.env)
+    rows, recalls = [], []
+    try:
+        _, url = start_api(stack)
+        for n in sorted(args.sizes):
+            t0 = time.perf_counter()
+            fill(stack.env["DATABASE_URL"], texts[:n], vectors[:n])
+            load_s = time.perf_counter() - t0
+            q_vectors = embedder.embed(questions[:100])
+            recall = recall_at_10(stack.env["DATABASE_URL"], vectors[:n], q_vectors, settings.hnsw_ef_search)
+            recalls.append({"chunks": f"{n:,}", "ef_search": str(settings.hnsw_ef_search),
+                            "recall@10": f"{recall:.3f}", "load + index s": f"{load_s:.0f}"})  # fmt: skip
+            for mode in ("vector", "keyword", "hybrid"):
+                asyncio.run(timed_queries(url, questions[:20] + codes, mode))  # warm
+                lat = asyncio.run(timed_queries(url, questions, mode))
+                rows.append({"chunks": f"{n:,}", "mode": mode, "queries": str(len(lat)),
+                             "p50 ms": f"{percentile(lat, 50) * 1000:.1f}",
+                             "p99 ms": f"{percentile(lat, 99) * 1000:.1f}"})  # fmt: skip
+    finally:
+        stack.stop_all()
+    body = f"""`python -m bench.query`: `POST /query` (k=10) over HTTP, one client, query embedding included
+(ONNX in the API), one API process.
+
+{table(rows)}
+
+HNSW against exact search on the same vectors (100 queries):
+
+{table(recalls)}
+"""
+    record("Query latency and HNSW recall", body, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
