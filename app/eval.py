@@ -14,11 +14,15 @@ Every question is asked in every mode (`POST /query`, k = 10) of a running API; 
 report gives, per mode, recall@1/@5/@10 (the share of questions with a relevant
 result in the top 1/5/10), MRR (mean of 1/rank of the first relevant result, 0 past
 10) and the latency seen by the client (p50, p95), as a table and as JSON.
+
+The API key (`read` scope) comes from the environment, `DOCPROC_API_KEY`, so that it
+stays out of the process list and shell history.
 """
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -217,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        with httpx.Client(base_url=args.url, timeout=args.timeout) as client:
+        key = os.environ.get("DOCPROC_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with httpx.Client(base_url=args.url, timeout=args.timeout, headers=headers) as client:
             reports = evaluate(client, questions, modes, args.filters)
     except httpx.HTTPError as exc:
         print(f"error: the API at {args.url} did not answer: {exc}", file=sys.stderr)

@@ -373,7 +373,15 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
         "VALKEY_URL": os.environ.get("VALKEY_URL", ""),
         "QUEUE_NAME": os.environ.get("QUEUE_NAME", "ingest"),
         "WORKER_METRICS_PORT": os.environ.get("WORKER_METRICS_PORT", "9100"),  # the worker's /metrics
+        # no API keys on this machine's stack unless AUTH=enabled is set: the API refuses that
+        # unless it binds to loopback (app/auth.py check_bind)
+        "AUTH": os.environ.get("AUTH", "disabled"),
+        "API_BIND": api_bind,
     }
+    from app.auth import is_loopback
+
+    if env["AUTH"] == "disabled" and not is_loopback(api_bind):
+        sys.exit(f"AUTH=disabled needs a loopback API_BIND (127.0.0.1:PORT), not {api_bind}; or set AUTH=enabled")
     start: set[str] = set()
     if not os.environ.get("VALKEY_URL"):
         start.add("valkey")
@@ -390,9 +398,15 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
     conf.write_text(supervisor_conf(data_dir, ports, start, env, api_bind, api_workers))
     conf.chmod(0o600)  # may hold URLs with passwords
     host, _, port = api_bind.rpartition(":")
+    auth_line = (
+        "AUTH DISABLED: no API keys; every caller on this machine is tenant 'default' (loopback only)"
+        if env["AUTH"] == "disabled"
+        else "AUTH enabled: create a key with  python -m app.keys create --tenant default --name me --scopes read,write"
+    )
     print(
         f"""
   docproc local stack (embedded servers: {", ".join(sorted(start)) or "none"})
+    {auth_line}
     API        http://{host}:{port}      docs: http://{host}:{port}/docs
     metrics    http://{host}:{port}/metrics   worker: http://127.0.0.1:{env["WORKER_METRICS_PORT"]}/metrics
     logs       {data_dir / "logs"}

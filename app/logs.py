@@ -43,7 +43,23 @@ file_id_var: ContextVar[str | None] = ContextVar("file_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # attributes every LogRecord has: anything else on a record is an extra field worth sending
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-_NOT_FIELDS = ("color_message", "taskName")  # uvicorn's ANSI-coloured copy of the message; asyncio's task name
+_NOT_FIELDS = ("color_message", "taskName", "_redacted")  # uvicorn's coloured message; asyncio's task name; ours
+
+
+# secrets that must never reach a log line or an error body: passwords in URLs
+# (mongodb://user:pw@host), API keys (dp_<id>_<secret>) and bearer tokens
+_URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_API_KEY = re.compile(r"\b(dp_[0-9a-f]{12})_[A-Za-z0-9_-]+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',]+")
+
+
+def redact(text: str) -> str:
+    """`text` with URL passwords, API key secrets and bearer tokens replaced by `***`."""
+    if not text:
+        return text
+    text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    text = _API_KEY.sub(r"\1_***", text)
+    return _BEARER.sub(r"\1***", text)
 
 
 def new_request_id() -> str:
@@ -84,6 +100,7 @@ class ContextFilter(logging.Filter):
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
+        _scrub(record)
         if not hasattr(record, "service"):
             record.service = self.service
         if getattr(record, "request_id", None) is None and (rid := request_id_var.get()) is not None:
@@ -91,6 +108,23 @@ class ContextFilter(logging.Filter):
         if getattr(record, "file_id", None) is None and (fid := file_id_var.get()) is not None:
             record.file_id = fid
         return True
+
+
+def _scrub(record: logging.LogRecord) -> None:
+    """Redact the record's message and traceback in place (once), whatever handler formats it."""
+    if getattr(record, "_redacted", False):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a bad format string: leave it to logging's own error report
+        return
+    record.msg, record.args = redact(message), None
+    if record.exc_info and record.exc_info[0] is not None:
+        import traceback
+
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        record.exc_info = None  # formatters use exc_text; the raw exception could hold a secret
+    record._redacted = True
 
 
 class JsonFormatter(_BaseJsonFormatter):

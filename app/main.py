@@ -10,13 +10,19 @@ import psycopg_pool
 import pymongo.errors
 import redis.exceptions
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pymongo import AsyncMongoClient
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import answers, files, ops, search, uploads
+from app.api import admin, answers, files, ops, search, uploads
+from app.api.search import describe_errors
+from app.auth import check_bind
 from app.embedding import load_embedder
 from app.logs import setup_logging
-from app.middleware import RequestObservability
+from app.middleware import BodyLimit, RequestObservability
+from app.ratelimit import RateLimits
 from app.retrieval.llm import ChatClient
 from app.settings import Settings, get_settings
 from app.stores import Stores
@@ -26,6 +32,7 @@ from app.stores.files import FileStore
 from app.stores.idempotency import IdempotencyStore
 from app.stores.interactions import InteractionStore
 from app.stores.jobs import JobQueue
+from app.stores.keys import KeyStore
 
 log = logging.getLogger("app")
 
@@ -60,9 +67,36 @@ def _warn_on_eviction(jobs: JobQueue) -> None:
         log.warning("Valkey maxmemory-policy is %r, not 'noeviction': queued jobs can be evicted", policy)
 
 
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Every 422 as `{"detail": {"code", "message"}}`, like every other error here."""
+    code, message = describe_errors(exc.errors() if isinstance(exc, RequestValidationError) else [])
+    return JSONResponse({"detail": {"code": code, "message": message}}, status_code=422)
+
+
+# Starlette's and FastAPI's own errors (an unknown route, a wrong method, a body that is not UTF-8)
+# carry a string `detail`: give them a code like every other error of this API
+FRAMEWORK_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = getattr(exc, "headers", None)
+    if isinstance(exc.detail, dict) or exc.status_code in (204, 304):
+        return await http_exception_handler(request, exc)
+    if exc.status_code == 400 and request.url.path != "/upload":  # a JSON body that could not be read
+        detail = {"code": "invalid_request", "message": "The body is not valid JSON in UTF-8."}
+        return JSONResponse({"detail": detail}, status_code=422, headers=headers)
+    code = FRAMEWORK_CODES.get(exc.status_code, "error")
+    return JSONResponse({"detail": {"code": code, "message": str(exc.detail)}}, exc.status_code, headers=headers)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     setup_logging(settings, "api")  # JSON lines (LOG_FORMAT), optional GELF
+    check_bind(settings)  # AUTH=disabled only on a loopback bind
+    if settings.auth == "disabled":
+        log.warning("AUTH=disabled: every caller is tenant %r with every scope (API_BIND %s)",
+                    settings.default_tenant, settings.api_bind)  # fmt: skip
     timeout_ms = int(settings.dependency_timeout_s * 1000)
 
     @asynccontextmanager
@@ -80,8 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         file_store = FileStore(mongo, settings.mongo_db)
         idempotency = IdempotencyStore(mongo, settings.mongo_db, settings.idempotency_ttl_s)
+        keys = KeyStore(mongo, settings.mongo_db)
         await file_store.ensure_indexes()
         await idempotency.ensure_indexes()
+        await keys.ensure_indexes()
         interactions = InteractionStore(mongo, settings.mongo_db) if settings.interactions_log else None
         if interactions is not None:
             await interactions.ensure_indexes()
@@ -97,8 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             blobs=make_blob_store(settings),
             jobs=jobs,
             idempotency=idempotency,
+            keys=keys,
             interactions=interactions,
         )
+        app.state.limiter = RateLimits(settings)
         app.state.llm = ChatClient.from_settings(settings)  # None: no LLM_BASE_URL (extractive answers)
         app.state.query_embedder = await anyio.to_thread.run_sync(
             load_embedder, settings, settings.query_embedding_runtime
@@ -118,9 +156,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (uploads, files, search, answers, ops):
+    for module in (uploads, files, search, answers, admin, ops):
         app.include_router(module.router)
+    app.include_router(files.stats_router)
     for exc_type, server in DEPENDENCY_ERRORS.items():
         app.add_exception_handler(exc_type, _dependency_handler(server))
-    app.add_middleware(RequestObservability)  # request id, one log line and metrics per request
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    upload_limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
+    app.add_middleware(BodyLimit, upload_limit=upload_limit, other_limit=settings.max_json_bytes)
+    app.add_middleware(RequestObservability)  # request id, one log line and metrics per request (outermost)
     return app

@@ -7,7 +7,11 @@
 - Metrics are labelled with the matched route's template (`/files/{file_id}`), never the
   raw path, so their number stays bounded; a request no route matched is `unmatched`.
 - The log line (logger `app.access`): method, route, path, status, response_time_ms,
-  request_id, file_ids, client, bytes_in.
+  request_id, file_ids, client, bytes_in. Never a header: API keys stay out of the logs.
+
+`BodyLimit` bounds every request body before anything buffers it: a declared
+`Content-Length` over the limit is answered 413 `request_too_large` without reading a
+byte, and a body that streams past it (chunked) is cut off with the same answer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import time
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import REQUEST_ID_HEADER, accept_request_id, request_id_var
@@ -63,7 +69,9 @@ class RequestObservability:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                headers.setdefault("X-Content-Type-Options", "nosniff")  # never sniffed into HTML by a browser
                 content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
                 if route_template(scope) == UPLOAD_ROUTE and content_type.startswith("application/json"):
                     captured = []
@@ -137,3 +145,52 @@ def _file_ids(scope: Scope, captured: list[bytes] | None) -> list[str]:
         except (ValueError, AttributeError, TypeError):
             pass
     return ids
+
+
+class BodyLimit:
+    """413 `request_too_large` for a body over its limit: `POST /upload` may carry
+    MAX_FILES_PER_REQUEST files of MAX_UPLOAD_BYTES (plus 1 MiB of multipart framing),
+    every other request MAX_JSON_BYTES."""
+
+    def __init__(self, app: ASGIApp, upload_limit: int, other_limit: int) -> None:
+        self.app = app
+        self.upload_limit = upload_limit
+        self.other_limit = other_limit
+
+    def _error(self, limit: int) -> HTTPException:
+        detail = {"code": "request_too_large", "message": f"The request body is larger than {limit} bytes."}
+        return HTTPException(413, detail=detail)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_limit if scope.get("path") == UPLOAD_ROUTE else self.other_limit
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await JSONResponse({"detail": self._error(limit).detail}, 413)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise self._error(limit)  # FastAPI answers it (also from inside a body read)
+            return message
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_tracking)
+        except HTTPException as exc:
+            if started or exc.status_code != 413:
+                raise
+            await JSONResponse({"detail": exc.detail}, 413)(scope, receive, send)

@@ -59,3 +59,11 @@ class FileList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class TenantStats(BaseModel):
+    tenant: str
+    files: dict[str, int] = Field(description="files by status (every status, 0 included)")
+    failed: dict[str, int] = Field(description="failed files by error code")
+    pending: int = Field(description="files saving, queued or processing")
+    max_pending: int = Field(description="MAX_PENDING_FILES_PER_TENANT: uploads beyond it are refused (429)")

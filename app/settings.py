@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class Settings(BaseSettings):
@@ -57,8 +59,27 @@ class Settings(BaseSettings):
     cloudwatch_endpoint_url: str | None = None
     metrics_publish_interval_s: float = Field(60, gt=0)  # API calls to a server fail after this (503)
 
-    # tenancy (one tenant until API keys exist)
-    default_tenant: str = "default"
+    # API keys, tenants and limits (README "Authentication", SECURITY.md)
+    auth: Literal["enabled", "disabled"] = "enabled"  # disabled: everyone is DEFAULT_TENANT (loopback binds only)
+    api_bind: str = "127.0.0.1:8000"  # where the API listens (gunicorn's --bind); checked against AUTH
+    default_tenant: str = Field("default", pattern=TENANT_PATTERN)  # the tenant of every caller when AUTH=disabled
+    metrics_token: SecretStr | None = None  # bearer token for GET /metrics (Prometheus); unset: /metrics refused
+    upload_rate: str = "60/minute"  # per API key: POST /upload requests (the `limits` notation, e.g. "10/second")
+    query_rate: str = "600/minute"  # per API key: /query, /search, /generate, /generate-text-with-context
+    max_pending_files_per_tenant: int = Field(1000, ge=1)  # saving + queued + processing, per tenant
+    max_json_bytes: int = Field(1024 * 1024, gt=0)  # largest request body of any endpoint but POST /upload
+    key_touch_interval_s: float = Field(60, ge=0)  # an API key's last_used_at is written at most this often
+
+    @field_validator("upload_rate", "query_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit ({exc}); e.g. 60/minute or 10/second") from exc
+        return value
 
     # parsing and chunking
     chunk_max_tokens: int = Field(256, ge=32, le=512)

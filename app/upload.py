@@ -57,8 +57,9 @@ class IncomingFile:
 
 
 class Receiver:
-    def __init__(self, request: Request, tenant: str, stores: Stores, settings: Settings) -> None:
+    def __init__(self, request: Request, tenant: str, stores: Stores, settings: Settings, capacity: int) -> None:
         self.request = request
+        self.capacity = capacity  # files this tenant may still add (MAX_PENDING_FILES_PER_TENANT)
         self.tenant = tenant
         self.stores = stores
         self.settings = settings
@@ -111,6 +112,13 @@ class Receiver:
                 422,
                 ErrorCode.TOO_MANY_FILES,
                 f"At most {self.settings.max_files_per_request} files per request.",
+            )
+        if len(self.files) >= self.capacity:
+            raise UploadRejected(
+                429,
+                "tenant_queue_full",
+                f"This request would take the tenant past {self.settings.max_pending_files_per_tenant} files waiting "
+                "or being processed (MAX_PENDING_FILES_PER_TENANT); nothing was kept. Retry when some are done.",
             )
         file_id = str(uuid.uuid4())
         name = safe_name(part.filename)
@@ -180,7 +188,9 @@ class Receiver:
             await self._open(f)
         await f.writer.commit()
         f.committed = True
-        await self.stores.files.update_fields(f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type)
+        await self.stores.files.update_fields(
+            self.tenant, f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type
+        )
         if self.settings.dedup != "allow":
             await self._dedup(f)
 
@@ -198,7 +208,7 @@ class Receiver:
             message = f"{f.filename!r} has the same content as file {existing_id}."
             raise UploadRejected(409, ErrorCode.DUPLICATE, message)
         await self.stores.blobs.delete_file(f.file_id)
-        await self.stores.files.delete(f.file_id)
+        await self.stores.files.delete(self.tenant, f.file_id)
         f.duplicate_of, f.duplicate_status = existing_id, existing_status
 
     async def queue_all(self) -> None:
@@ -206,7 +216,7 @@ class Receiver:
         for f in self.files:
             if f.duplicate_of:
                 continue
-            await self.stores.files.mark_queued(f.file_id, metadata=f.metadata)
+            await self.stores.files.mark_queued(self.tenant, f.file_id, metadata=f.metadata)
             await anyio.to_thread.run_sync(
                 self.stores.jobs.enqueue_file, f.file_id, f.size, getattr(self.request.state, "request_id", None)
             )
@@ -225,7 +235,7 @@ class Receiver:
             await self._quietly(f, self.stores.blobs.delete_file(f.file_id))
             if f.doc_created and not self.mongo_down:
                 try:
-                    await self.stores.files.delete(f.file_id)
+                    await self.stores.files.delete(self.tenant, f.file_id)
                 except ConnectionFailure:
                     self.mongo_down = True
                 except Exception:

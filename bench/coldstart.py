@@ -14,7 +14,7 @@ import time
 import httpx
 
 from bench.common import median, record, table
-from tests.stack import rq_worker_argv, stack_dir, start_api, start_servers
+from tests.stack import NO_KEYS, rq_worker_argv, stack_dir, start_api, start_servers
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     os.environ.update(stack.env)
     times = []
     try:
-        _, url = start_api(stack)
+        _, url = start_api(stack, env=NO_KEYS)
         with httpx.Client(base_url=url, timeout=60) as c:
             for i in range(args.repeat):
                 text = f"Cold start probe {i}: the pilot boarded the vessel at the outer buoy.".encode()

@@ -20,7 +20,7 @@ import httpx
 
 from app.localstack import free_port
 from bench.common import Load, load, record, rss_mb, table
-from tests.stack import stack_dir, start_api, start_servers
+from tests.stack import NO_KEYS, stack_dir, start_api, start_servers
 
 BARE_APP = """
 import uuid, aiofiles
@@ -93,7 +93,7 @@ def main() -> None:
     stack = start_servers(stack_dir("bench-http"))
     os.environ.update(stack.env)
     try:
-        api, url = start_api(stack, env={"MAX_UPLOAD_BYTES": str(4 * MB)})
+        api, url = start_api(stack, env={"MAX_UPLOAD_BYTES": str(4 * MB), **NO_KEYS})
         bare_dir = Path(tempfile.mkdtemp(prefix="bench-bare-out-"))
         bare = start_bare(stack, bare_dir)
         asyncio.run(uploads(url, 16, 8))  # warm-up

@@ -25,7 +25,7 @@ from redis import Redis
 from rq import Worker
 
 from bench.common import median, pdf_document, record, table
-from tests.stack import Proc, Stack, rq_worker_argv, stack_dir, start_api, start_servers
+from tests.stack import NO_KEYS, Proc, Stack, rq_worker_argv, stack_dir, start_api, start_servers
 
 
 async def upload_all(url: str, docs: list[bytes]) -> list[str]:
@@ -119,7 +119,7 @@ def main() -> None:
     stack = start_servers(stack_dir("bench-ingest"))
     os.environ.update(stack.env)
     try:
-        _, url = start_api(stack)
+        _, url = start_api(stack, env=NO_KEYS)
         runs = {w: run_pipeline(stack, url, docs, w) for w in args.workers}
         texts = chunk_texts(stack, docs, url)
     finally:

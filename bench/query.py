@@ -25,7 +25,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from bench.common import load, percentile, record, sentence, table
-from tests.stack import stack_dir, start_api, start_servers
+from tests.stack import NO_KEYS, stack_dir, start_api, start_servers
 
 BASE = 3000  # real embeddings; the rest are perturbations of these
 
@@ -103,7 +103,7 @@ def main() -> None:
     os.environ.update(stack.env)
     rows, recalls = [], []
     try:
-        _, url = start_api(stack)
+        _, url = start_api(stack, env=NO_KEYS)
         for n in sorted(args.sizes):
             t0 = time.perf_counter()
             fill(stack.env["DATABASE_URL"], texts[:n], vectors[:n])

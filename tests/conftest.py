@@ -30,9 +30,16 @@ def api_url(stack: Stack) -> Iterator[str]:
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def auth_headers(stack: Stack) -> dict[str, str]:
+    """Tenant "default", every scope."""
+    return stack.auth()
+
+
 @pytest.fixture
-def client(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as c:
+def client(api_url: str, stack: Stack) -> Iterator[httpx.Client]:
+    """The session API, authenticated as tenant "default" with every scope."""
+    with stack.client(api_url) as c:
         yield c
 
 

@@ -48,6 +48,24 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     servers: dict[str, Proc] = field(default_factory=dict)
     server_argv: dict[str, tuple[list[str], str | None]] = field(default_factory=dict)
+    keys: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def key(self, tenant: str = "default", scopes: str = "read,write,admin", mongo_db: str | None = None) -> str:
+        """An API key of `tenant` with `scopes` (one per tenant, scopes and database, made on first use)."""
+        db = mongo_db or self.env["MONGO_DB"]
+        if (tenant, scopes, db) not in self.keys:
+            self.keys[(tenant, scopes, db)] = create_key(self.env["MONGO_URL"], db, tenant, scopes.split(","))
+        return self.keys[(tenant, scopes, db)]
+
+    def auth(self, tenant: str = "default", scopes: str = "read,write,admin", mongo_db: str | None = None) -> dict:
+        """Headers that authenticate as `tenant` with `scopes`."""
+        return {"Authorization": f"Bearer {self.key(tenant, scopes, mongo_db)}"}
+
+    def client(self, url: str, tenant: str = "default", scopes: str = "read,write,admin", **kw: object) -> httpx.Client:
+        """An httpx client of `url` authenticated as `tenant`."""
+        mongo_db = kw.pop("mongo_db", None)
+        kw.setdefault("timeout", 30)
+        return httpx.Client(base_url=url, headers=self.auth(tenant, scopes, mongo_db), **kw)  # type: ignore[arg-type]
 
     def start_server(self, name: str, argv: list[str], user: str | None = None) -> Proc:
         self.server_argv[name] = (argv, user)
@@ -87,6 +105,23 @@ class Stack:
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop(sig=signal.SIGINT if proc.name == "postgres" else signal.SIGTERM)
+
+
+METRICS_TOKEN = "test-metrics-token"
+# the benchmarks' APIs (bench/): no keys, allowed because start_api binds to 127.0.0.1; the numbers leave
+# out the key lookup (one MongoDB find by _id per request)
+NO_KEYS = {"AUTH": "disabled", "API_BIND": "127.0.0.1:0"}
+
+
+def create_key(mongo_url: str, mongo_db: str, tenant: str, scopes: list[str], name: str = "tests") -> str:
+    """A new API key, straight into MongoDB (as `python -m app.keys create` does)."""
+    from pymongo import MongoClient
+
+    from app.stores.keys import SyncKeyStore
+
+    with MongoClient(mongo_url, tz_aware=True) as client:
+        _, key = SyncKeyStore(client, mongo_db).create(tenant, name, scopes)
+    return key
 
 
 def stack_dir(name: str) -> Path:
@@ -130,6 +165,11 @@ def _start_servers(stack: Stack) -> Stack:
         HF_HUB_OFFLINE="1",
         DO_NOT_TRACK="1",
         WORKER_METRICS_PORT="0",  # many workers on one machine; tests/test_observability.py sets its own
+        AUTH="enabled",  # every API the tests start wants keys (Stack.key / Stack.client)
+        METRICS_TOKEN=METRICS_TOKEN,
+        # the suites query a lot; tests/test_security.py starts an API with small limits of its own
+        UPLOAD_RATE="100000/minute",
+        QUERY_RATE="100000/minute",
     )
     localstack.wait_valkey(stack.env["VALKEY_URL"])
     localstack.wait_mongo(stack.env["MONGO_URL"])

@@ -47,7 +47,7 @@ def test_duplicates_within_one_request(client: httpx.Client) -> None:
 def test_dedup_policies(stack: Stack, policy: str, expected: int) -> None:
     proc, url = start_api(stack, f"api-dedup-{policy}", env={"DEDUP": policy})
     try:
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with stack.client(url) as c:
             body = _unique(f"Dedup policy {policy}.")
             fid = upload(c, ("one.txt", body)).json()["files"][0]["file_id"]
             r = upload(c, ("two.txt", body))

@@ -150,7 +150,7 @@ def test_every_variable_is_in_env_example_and_every_secret_is_required() -> None
     assert referenced_variables(text) == set(example), "compose and .env.example disagree"
     for name in re.findall(r"\$\{([A-Z_]+):\?", text):
         assert example[name] == "", f"{name} is a secret: .env.example must leave it empty"
-    secrets = {n for n in example if n.endswith("PASSWORD")}
+    secrets = {n for n in example if n.endswith(("PASSWORD", "TOKEN"))}
     assert secrets == set(re.findall(r"\$\{([A-Z_]+):\?", text))
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 
@@ -365,6 +365,7 @@ def test_boot_settings_are_valid_for_the_app(monkeypatch: pytest.MonkeyPatch) ->
     assert "tls=true" in s.mongo_url.get_secret_value() and "replicaSet=rs0" in s.mongo_url.get_secret_value()
     assert s.valkey_url.get_secret_value().startswith("rediss://")
     assert "sslmode=verify-full" in s.database_url.get_secret_value()
+    assert s.auth == "enabled"
 
 
 # --- devcontainer ----------------------------------------------------------------------------------------
@@ -383,6 +384,7 @@ def test_devcontainer() -> None:
     env = dev["environment"]  # ./run.sh uses these servers instead of starting its own
     assert env["MONGO_URL"].startswith("mongodb://mongo:") and env["VALKEY_URL"].startswith("redis://valkey:")
     assert "@postgres:5432/" in env["DATABASE_URL"] and env["API_BIND"] == "0.0.0.0:8000"
+    assert env["AUTH"] == "enabled"  # not a loopback bind: the API would refuse AUTH=disabled
     assert 8000 in config["forwardPorts"]
     assert all(s.get("healthcheck") for s in services.values())
     post_create = ROOT / config["postCreateCommand"].split()[-1]
@@ -417,6 +419,21 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
         "refresh_interval": "30s",
     }
     assert worker["dns_sd_configs"][0]["names"] == ["worker"] and worker["dns_sd_configs"][0]["port"] == 9100
+    # the API's /metrics wants the METRICS_TOKEN: compose's prometheus writes it to the credentials file
+    assert api["authorization"] == {"type": "Bearer", "credentials_file": "/prometheus/.metrics_token"}
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert services["prometheus"]["environment"]["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
+    assert "> /prometheus/.metrics_token" in services["prometheus"]["command"][0]
+    assert "--storage.tsdb.path=/prometheus" in services["prometheus"]["command"][0]
+    assert services["api"]["environment"]["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
+
+
+def test_auth_is_on_wherever_the_api_is_reachable(compose: dict) -> None:
+    """AUTH=disabled is for the loopback-only local stack; every deployment turns keys on."""
+    assert compose["x-docproc-env"]["AUTH"] == "enabled"
+    assert Settings(_env_file=None).auth == "enabled"  # the image's default too
+    entrypoint = (ROOT / "deploy/docker/entrypoint.sh").read_text()
+    assert 'export API_BIND="0.0.0.0:${PORT:-8000}"' in entrypoint and '--bind "$API_BIND"' in entrypoint
 
 
 def test_grafana_dashboard() -> None:

@@ -16,6 +16,7 @@ finds is at rank 3 or better, so the small differences between the worker's embe
 """
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -86,8 +87,8 @@ def eval_documents() -> tuple[list[tuple[str, bytes]], dict]:
 
 
 @pytest.fixture(scope="module")
-def eval_corpus(api_url: str) -> Iterator[dict]:
-    with httpx.Client(base_url=api_url, timeout=60) as client:
+def eval_corpus(api_url: str, stack) -> Iterator[dict]:
+    with stack.client(api_url, timeout=60) as client:
         metadata, ids = _upload_corpus(client)
         yield metadata
         delete_files(client, ids)
@@ -112,14 +113,15 @@ def _upload_corpus(client: httpx.Client) -> tuple[dict, list[str]]:
 
 
 def test_eval_command_reports_every_mode_and_hybrid_holds_its_floor(
-    eval_corpus: dict, api_url: str, tmp_path: Path
+    eval_corpus: dict, api_url: str, tmp_path: Path, stack
 ) -> None:
     out = tmp_path / "eval.json"
     cmd = [
         sys.executable, "-m", "app.eval", str(EVAL_DIR / "questions.jsonl"), "--url", api_url,
         "--filters", json.dumps({"metadata": eval_corpus}), "--json", str(out),
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    env = {**os.environ, "DOCPROC_API_KEY": stack.key(scopes="read")}
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     header = result.stdout.splitlines()[0]
@@ -138,11 +140,12 @@ def test_eval_command_reports_every_mode_and_hybrid_holds_its_floor(
     assert hybrid["recall@5"] >= max(modes["vector"]["recall@5"], modes["keyword"]["recall@5"]), modes
 
 
-def test_eval_json_to_stdout_and_bad_input(eval_corpus: dict, api_url: str, tmp_path: Path) -> None:
+def test_eval_json_to_stdout_and_bad_input(eval_corpus: dict, api_url: str, tmp_path: Path, stack) -> None:
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "SK-4471-B", "expected": {"filename": "eval-pump-manual.pdf"}}) + "\n")
     cmd = [sys.executable, "-m", "app.eval", str(questions), "--url", api_url, "--modes", "keyword", "--json", "-"]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    env = {**os.environ, "DOCPROC_API_KEY": stack.key(scopes="read")}
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert list(report["modes"]) == ["keyword"] and report["modes"]["keyword"]["recall@1"] == 1.0

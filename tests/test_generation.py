@@ -38,14 +38,14 @@ def llm() -> Iterator[FakeLLM]:
 def llm_api(stack: Stack, llm: FakeLLM) -> Iterator[httpx.Client]:
     env = {"LLM_BASE_URL": llm.base_url, "LLM_MODEL": "fake-model", "LLM_API_KEY": "sk-test-key", "LLM_TIMEOUT_S": "1"}
     proc, url = start_api(stack, "api-llm", env=env)
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with stack.client(url) as c:
         yield c
     proc.stop()
 
 
 @pytest.fixture(scope="module")
-def docs(api_url: str) -> Iterator[dict]:
-    with httpx.Client(base_url=api_url, timeout=60) as client:
+def docs(api_url: str, stack: Stack) -> Iterator[dict]:
+    with stack.client(api_url, timeout=60) as client:
         docs = _upload_docs(client)
         yield docs
         delete_files(client, docs["ids"].values())
@@ -252,9 +252,10 @@ def test_interaction_log_can_be_turned_off(stack: Stack, client: httpx.Client) -
         with MongoClient(stack.env["MONGO_URL"]) as mongo:
             col = mongo[stack.env["MONGO_DB"]]["interactions"]
             before = col.count_documents({})
-            r = httpx.post(f"{url}/query", json={"query": "fog horn", "k": 1}, timeout=30)
+            r = httpx.post(f"{url}/query", json={"query": "fog horn", "k": 1}, timeout=30, headers=stack.auth())
             assert r.status_code == 200 and r.json()["interaction_id"] is None
-            r = httpx.post(f"{url}/generate-text-with-context", json={"query": "fog horn", "k": 1}, timeout=30)
+            body = {"query": "fog horn", "k": 1}
+            r = httpx.post(f"{url}/generate-text-with-context", json=body, timeout=30, headers=stack.auth())
             assert r.status_code == 200 and r.json()["interaction_id"] is None
             time.sleep(0.5)
             assert col.count_documents({}) == before

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _serve(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGO_URL", "VALKEY_URL", "DATABASE_URL", "DATA_DIR")}
+    drop = ("MONGO_URL", "VALKEY_URL", "DATABASE_URL", "DATA_DIR", "AUTH")  # the local stack's AUTH=disabled
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
         LOCAL_VALKEY_PORT=str(ports["valkey"]), LOCAL_MONGO_PORT=str(ports["mongo"]),
         LOCAL_POSTGRES_PORT=str(ports["postgres"]), API_BIND=f"127.0.0.1:{ports['api']}", API_WORKERS="1",

@@ -26,9 +26,10 @@ from pymongo import MongoClient
 from app import localstack
 from app.settings import Settings
 from tests.helpers import make_pdf, wait_final
-from tests.stack import Proc, Stack, rq_worker_argv, stack_dir, start_servers
+from tests.stack import METRICS_TOKEN, Proc, Stack, rq_worker_argv, stack_dir, start_servers
 
 MONGO_DB = "docproc_obs"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # Prometheus's credentials for GET /metrics
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -99,7 +100,7 @@ class Obs:
     client: httpx.Client
 
     def api_metrics(self) -> dict:
-        r = self.client.get("/metrics")
+        r = self.client.get("/metrics", headers=METRICS_AUTH)
         assert r.status_code == 200, r.text
         assert r.headers["content-type"].startswith("text/plain")
         return parse_metrics(r.text)
@@ -170,7 +171,7 @@ def obs() -> Iterator[Obs]:
     try:
         _wait_http(f"{url}/health", api)
         _wait_http(f"http://127.0.0.1:{metrics_port}/metrics", worker)
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with stack.client(url, mongo_db=MONGO_DB) as client:
             yield Obs(stack, url, api, worker, f"http://127.0.0.1:{metrics_port}", prom_dir, gelf, client)
     finally:
         for proc in (worker, api):
@@ -504,7 +505,7 @@ def test_ready_is_503_while_a_server_is_down_and_200_when_it_returns(obs: Obs, s
         assert body["checks"][name]["error"] and body["checks"][name]["latency_ms"] < 2500
         assert all(c["ok"] for n, c in body["checks"].items() if n != name)
         assert time.monotonic() - start < 15
-        metrics = obs.client.get("/metrics")  # still answers, and says which source is missing
+        metrics = obs.client.get("/metrics", headers=METRICS_AUTH)  # still answers, and says which source is missing
         assert metrics.status_code == 200
         if server in ("mongo", "valkey"):
             assert value(parse_metrics(metrics.text), "docproc_metrics_source_up", source=name) == 0

@@ -46,7 +46,7 @@ class Faults:
     def __init__(self, stack: Stack, url: str) -> None:
         self.stack = stack
         self.url = url
-        self.client = httpx.Client(base_url=url, timeout=30)
+        self.client = stack.client(url)
         self.workers: list[Proc] = []
 
     def worker(self) -> Proc:
@@ -258,7 +258,7 @@ def test_200_uploads_from_16_clients_with_2_workers(clean: Faults) -> None:
     f.worker()
 
     def one(i: int) -> str:
-        with httpx.Client(base_url=f.url, timeout=60) as c:
+        with f.stack.client(f.url, timeout=60) as c:
             body = f"Load test file {i}: inventory of shelf {i} in the archive, box {uuid.uuid4()}.".encode()
             r = upload(c, (f"load-{i}.txt", body))
             assert r.status_code == 202, r.text

@@ -82,7 +82,7 @@ def test_s3_backend_end_to_end(stack: Stack, s3_env: dict[str, str]) -> None:
         aws_secret_access_key="test",
     )
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with stack.client(url) as client:
             text = b"The glacier museum in Skarvik opens its ice cave to visitors every winter solstice."
             fid = upload(client, ("../glacier.txt", text)).json()["files"][0]["file_id"]
             keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"uploads/{fid}/")["Contents"]]

@@ -46,9 +46,9 @@ def post_upload(client: httpx.Client, files: list[tuple[str, bytes]], **fields: 
 
 
 @pytest.fixture(scope="module")
-def suite(api_url: str) -> Iterator[dict]:
+def suite(api_url: str, stack: Stack) -> Iterator[dict]:
     """Two files on the same topic (uploaded a moment apart), and a code that only one file has."""
-    with httpx.Client(base_url=api_url, timeout=60) as client:
+    with stack.client(api_url, timeout=60) as client:
         suite = _upload_suite(client)
         yield suite
         delete_files(client, suite["ids"].values())

@@ -18,8 +18,8 @@ import anyio
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app.api.deps import SettingsDep, StoresDep, TenantDep
-from app.api.errors import http_error
+from app.api.deps import QueryTenant, SettingsDep, StoresDep
+from app.api.errors import AUTHED, http_error, responses
 from app.api.search import (
     CodedErrorsRoute,
     assign_id,
@@ -35,6 +35,7 @@ from app.retrieval.llm import ChatClient, LLMError, Message
 from app.retrieval.models import (
     Citation,
     ContextAnswer,
+    ContextError,
     ContextRequest,
     GenerateRequest,
     GenerateResponse,
@@ -47,6 +48,15 @@ log = logging.getLogger("app.answers")
 
 router = APIRouter(tags=["answers"], route_class=CodedErrorsRoute)
 
+# `stream: true` answers 200 with server-sent events instead of JSON
+SSE_EVENT = {
+    "type": "object",
+    "description": "one server-sent event: `event` (passages, token, done, error) and its JSON `data`",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+}
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "the answer"}
+}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 NO_LLM = (
     "No LLM is configured: set LLM_BASE_URL (and LLM_MODEL) to an OpenAI-compatible chat-completions server. "
@@ -75,15 +85,19 @@ async def _record_now(stores: Stores, doc: dict[str, Any]) -> None:
 @router.post(
     "/generate",
     response_model=GenerateResponse,
-    responses={
-        422: {"description": "invalid_query, invalid_request"},
-        502: {"description": "llm_error"},
-        503: {"description": "llm_not_configured"},
-        504: {"description": "llm_timeout"},
-    },
+    responses=responses(
+        *AUTHED,
+        422,
+        429,
+        502,
+        504,
+        s422="invalid_query, invalid_request",
+        s503="llm_not_configured, dependency_unavailable",
+    )
+    | STREAM,
 )
 async def generate(
-    body: GenerateRequest, request: Request, background: BackgroundTasks, tenant: TenantDep, stores: StoresDep
+    body: GenerateRequest, request: Request, background: BackgroundTasks, tenant: QueryTenant, stores: StoresDep
 ) -> Any:
     """An answer from the LLM alone, no documents. 503 `llm_not_configured` without an LLM."""
     llm = get_llm(request)
@@ -146,17 +160,18 @@ def _citations(passages: list[Passage], numbers: list[int]) -> list[Citation]:
 @router.post(
     "/generate-text-with-context",
     response_model=ContextAnswer,
-    responses={
-        422: {"description": "invalid_query, invalid_k, k_too_large, invalid_mode, invalid_filters"},
-        502: {"description": "llm_error; the body still has the retrieved `passages`"},
-        504: {"description": "llm_timeout; the body still has the retrieved `passages`"},
+    responses=STREAM
+    | {
+        **responses(*AUTHED, 422, 429, s422="invalid_query, invalid_k, k_too_large, invalid_mode, invalid_filters"),
+        502: {"model": ContextError, "description": "llm_error; the body still has the retrieved `passages`"},
+        504: {"model": ContextError, "description": "llm_timeout; the body still has the retrieved `passages`"},
     },
 )
 async def generate_with_context(
     body: ContextRequest,
     request: Request,
     background: BackgroundTasks,
-    tenant: TenantDep,
+    tenant: QueryTenant,
     stores: StoresDep,
     settings: SettingsDep,
 ) -> Any:

@@ -1,9 +1,21 @@
-"""What routers get injected: the stores built by the lifespan, the caller's tenant."""
+"""What routers get injected: the stores built by the lifespan, and the caller's tenant.
 
-from typing import Annotated
+The tenant comes from the caller's API key (app/auth.py), never from the request: every
+store call takes it, and every query filters on it. Each operation names the scope it
+needs (and the rate limit it counts against):
+
+    ReadTenant     read                          GET /files, /files/{id}, /stats
+    WriteTenant    write                         DELETE /files/{id}
+    UploadTenant   write, UPLOAD_RATE            POST /upload
+    QueryTenant    read, QUERY_RATE              /query, /search, /generate, /generate-text-with-context
+    AdminTenant    admin                         /admin/keys
+"""
+
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.auth import Principal, Scope, require
 from app.settings import Settings
 from app.stores import Stores
 
@@ -12,13 +24,22 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def current_tenant(request: Request) -> str:
-    # One tenant until API keys exist; every store call is already scoped by it.
-    return request.app.state.settings.default_tenant
+def tenant_of(scope: Scope, limit: Any = None) -> Any:
+    """A dependency giving the tenant of a caller who has `scope` (and is within `limit`)."""
+    needs = require(scope, limit)
+
+    async def tenant(principal: Annotated[Principal, Depends(needs)]) -> str:
+        return principal.tenant
+
+    return tenant
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-TenantDep = Annotated[str, Depends(current_tenant)]
+ReadTenant = Annotated[str, Depends(tenant_of("read"))]
+WriteTenant = Annotated[str, Depends(tenant_of("write"))]
+UploadTenant = Annotated[str, Depends(tenant_of("write", "upload"))]
+QueryTenant = Annotated[str, Depends(tenant_of("read", "query"))]
+AdminPrincipal = Annotated[Principal, Depends(require("admin"))]
 
 
 def get_stores(request: Request) -> Stores:

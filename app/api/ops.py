@@ -1,4 +1,9 @@
-"""Operations: liveness, readiness, Prometheus metrics, host metrics."""
+"""Operations: liveness, readiness, Prometheus metrics, host metrics.
+
+`/health` and `/ready` are open (probes carry no key; `/ready` says which dependency
+failed, its error text scrubbed of credentials). `/metrics` wants the METRICS_TOKEN
+(Prometheus), `/system-metrics` the METRICS_TOKEN or an `admin` API key.
+"""
 
 import os
 import time
@@ -8,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import SettingsDep, StoresDep
+from app.api.errors import responses
+from app.auth import metrics_access, operator_access
+from app.logs import redact
 from app.metrics import StoreGauges, render_api_metrics
 from app.settings import Settings
 from app.stores import Stores
@@ -83,7 +91,8 @@ async def ready(stores: StoresDep, settings: SettingsDep) -> JSONResponse:
                 await check(stores, settings)
             result: dict[str, Any] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - any failure makes the dependency not ready
-            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__}
+            text = f"{type(exc).__name__}: {redact(str(exc))}" if str(exc) else type(exc).__name__
+            result = {"ok": False, "error": text[:300]}
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 1)
         results[name] = result
 
@@ -105,10 +114,17 @@ def _store_gauges(request: Request, settings: Settings) -> StoreGauges:
     return gauges
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_access)],
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}, **responses(401, 503)},
+)
 async def metrics(request: Request, stores: StoresDep, settings: SettingsDep) -> Response:
     """Prometheus text format: this API's requests (all gunicorn workers added up) and the
-    gauges read from MongoDB and RQ. Each worker serves its own on `WORKER_METRICS_PORT`."""
+    gauges read from MongoDB and RQ, for every tenant together (no tenant label). Needs
+    `Authorization: Bearer <METRICS_TOKEN>`; a tenant's own counts are `GET /stats`.
+    Each worker serves its own on `WORKER_METRICS_PORT`."""
     gauges = _store_gauges(request, settings)
     await gauges.refresh(stores, settings)
     body = await anyio.to_thread.run_sync(render_api_metrics, gauges)
@@ -145,7 +161,7 @@ def _host_metrics(data_dir: Path) -> dict[str, Any]:
     }
 
 
-@router.get("/system-metrics")
+@router.get("/system-metrics", dependencies=[Depends(operator_access)], responses=responses(401, 403, 503))
 async def system_metrics(settings: SettingsDep) -> dict[str, Any]:
     """CPU (over 0.2 s), memory and disk (of `DATA_DIR`) usage of the host the API runs on (psutil)."""
     return await anyio.to_thread.run_sync(_host_metrics, settings.data_dir)

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from pydantic import StringConstraints, ValidationError
 
-from app.api.deps import SettingsDep, StoresDep, TenantDep
-from app.api.errors import http_error
+from app.api.deps import QueryTenant, SettingsDep, StoresDep
+from app.api.errors import AUTHED, http_error, responses
 from app.retrieval.filters import Filters, from_query_params, storable
 from app.retrieval.models import SearchHit, SearchRequest, SearchResponse
 from app.retrieval.search import Hit, Mode, Retrieval, SearchParams, retrieve
@@ -35,13 +35,22 @@ FIELD_CODES = {
 }
 
 
-def _describe(errors: Sequence[Any]) -> tuple[str, str]:
+# a path parameter's own code
+PATH_CODES = {"file_id": "invalid_file_id", "key_id": "invalid_key_id"}
+
+
+def describe_errors(errors: Sequence[Any]) -> tuple[str, str]:
     """(code, message) for pydantic / FastAPI validation errors."""
     parts, codes = [], []
     for err in errors:
         loc = [str(p) for p in err.get("loc", ())]
+        where = loc[0] if loc else ""
         if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:]  # where the field was sent, not the field
+        if where == "path" and loc and loc[0] in PATH_CODES:
+            parts.append(f"{loc[0]}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
+            codes.append(PATH_CODES[loc[0]])
+            continue
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
             parts.append(f"the body is not valid JSON: {err.get('ctx', {}).get('error', msg)}")
@@ -62,7 +71,7 @@ class CodedErrorsRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                code, message = _describe(exc.errors())
+                code, message = describe_errors(exc.errors())
                 raise http_error(422, code, message) from exc
 
         return coded
@@ -70,10 +79,9 @@ class CodedErrorsRoute(APIRoute):
 
 router = APIRouter(tags=["search"], route_class=CodedErrorsRoute)
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"description": "invalid_query, invalid_k, k_too_large, invalid_mode, invalid_filters, invalid_request"},
-    503: {"description": "dependency_unavailable"},
-}
+ERRORS: dict[int | str, dict[str, Any]] = responses(
+    *AUTHED, 422, 429, s422="invalid_query, invalid_k, k_too_large, invalid_mode, invalid_filters, invalid_request"
+)
 
 
 def check_k(k: int, settings: Settings) -> None:
@@ -196,7 +204,7 @@ async def query(
     body: SearchRequest,
     request: Request,
     background: BackgroundTasks,
-    tenant: TenantDep,
+    tenant: QueryTenant,
     stores: StoresDep,
     settings: SettingsDep,
 ) -> SearchResponse:
@@ -213,7 +221,7 @@ async def query(
 async def search_get(
     request: Request,
     background: BackgroundTasks,
-    tenant: TenantDep,
+    tenant: QueryTenant,
     stores: StoresDep,
     settings: SettingsDep,
     q: Annotated[str, Query(min_length=1, max_length=4000, description="the query")],
@@ -221,7 +229,10 @@ async def search_get(
     mode: Mode = "hybrid",
     highlight: bool = False,
     file_id: Annotated[list[uuid.UUID] | None, Query(description="repeat for several files")] = None,
-    content_type: Annotated[list[str] | None, Query(description="repeat for several types")] = None,
+    content_type: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None,
+        Query(description="repeat for several types"),
+    ] = None,
     filename: Annotated[str | None, Query(max_length=500, description="glob: `report-*.pdf`")] = None,
     uploaded_after: datetime | None = None,
     uploaded_before: datetime | None = None,
@@ -241,7 +252,7 @@ async def search_get(
     try:
         filters = Filters.model_validate({k_: v for k_, v in raw.items() if v is not None})
     except ValidationError as exc:
-        _, message = _describe(exc.errors())
+        _, message = describe_errors(exc.errors())
         raise http_error(422, "invalid_filters", message) from exc
     params = search_params(settings, q.strip(), mode, k, None if filters.is_empty() else filters, highlight)
     return await _search(request, background, tenant, stores, settings, "search", params)

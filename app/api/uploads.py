@@ -1,8 +1,8 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import SettingsDep, StoresDep, TenantDep
-from app.api.errors import http_error
+from app.api.deps import SettingsDep, StoresDep, UploadTenant
+from app.api.errors import AUTHED, http_error, responses
 from app.models import UploadedFile, UploadResponse
 from app.multipart import MultipartError
 from app.settings import Settings
@@ -21,7 +21,17 @@ _BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["files"],
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1},
+                        "metadata": {
+                            "type": "string",
+                            "description": "a JSON object applied to every file (at most 16 KB)",
+                        },
+                        "file_metadata": {
+                            "type": "string",
+                            "description": "JSON objects keyed by filename, merged over `metadata` (at most 16 KB)",
+                        },
+                    },
                 }
             }
         },
@@ -38,14 +48,21 @@ _BODY = {
 }
 
 
+QUEUE_FULL = "This tenant has MAX_PENDING_FILES_PER_TENANT files waiting or being processed; retry when some are done."
+QUEUE_FULL_RETRY_S = "30"
+
+
 @router.post(
     "/upload",
     status_code=202,
     response_model=UploadResponse,
     openapi_extra=_BODY,
-    responses={200: {"model": UploadResponse}, 409: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+    responses={
+        200: {"model": UploadResponse, "description": "every file was already here (`duplicate_of`)"},
+        **responses(*AUTHED, 400, 409, 415, 422, 429, s409="duplicate, idempotency_key_in_use"),
+    },
 )
-async def upload(request: Request, tenant: TenantDep, stores: StoresDep, settings: SettingsDep) -> JSONResponse:
+async def upload(request: Request, tenant: UploadTenant, stores: StoresDep, settings: SettingsDep) -> JSONResponse:
     """Upload one or many files (`files` parts). Returns at once with each file's id;
     poll `GET /files/{id}` until `embedded` or `failed`. 202 when anything new was
     accepted; 200 when every file was already here (`duplicate_of`, DEDUP=return_existing)."""
@@ -74,15 +91,16 @@ async def upload(request: Request, tenant: TenantDep, stores: StoresDep, setting
 
 
 async def _receive(request: Request, tenant: str, stores: Stores, settings: Settings) -> tuple[int, dict]:
-    limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise http_error(413, "request_too_large", f"The request body is larger than {limit} bytes.")
-    receiver = Receiver(request, tenant, stores, settings)
+    # the body's size (Content-Length, and as it streams) is bounded by app.middleware.BodyLimit
+    capacity = settings.max_pending_files_per_tenant - await stores.files.count_pending(tenant)
+    if capacity <= 0:
+        raise http_error(429, "tenant_queue_full", QUEUE_FULL, headers={"Retry-After": QUEUE_FULL_RETRY_S})
+    receiver = Receiver(request, tenant, stores, settings, capacity)
     try:
         files = await receiver.receive()
     except UploadRejected as exc:
-        raise http_error(exc.status, exc.code, exc.message) from exc
+        headers = {"Retry-After": QUEUE_FULL_RETRY_S} if exc.status == 429 else None
+        raise http_error(exc.status, exc.code, exc.message, headers=headers) from exc
     except MultipartError as exc:
         raise http_error(400, "malformed_multipart", str(exc)) from exc
     try:

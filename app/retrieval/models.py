@@ -23,12 +23,16 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: QueryText
-    k: int = Field(5, ge=1, description="results wanted, at most QUERY_MAX_K")
+    k: int = Field(5, ge=1, strict=True, description="results wanted, at most QUERY_MAX_K")
     mode: Mode = Field("hybrid", description="vector (meaning), keyword (words), hybrid (both, fused)")
     filters: Filters | None = None
-    highlight: bool = Field(False, description="add `highlights`: matched words in <mark>, HTML-escaped")
-    vector_weight: float | None = Field(None, ge=0, le=100, description="hybrid: default HYBRID_VECTOR_WEIGHT")
-    keyword_weight: float | None = Field(None, ge=0, le=100, description="hybrid: default HYBRID_KEYWORD_WEIGHT")
+    highlight: bool = Field(False, strict=True, description="add `highlights`: matched words in <mark>, HTML-escaped")
+    vector_weight: float | None = Field(
+        None, ge=0, le=100, strict=True, description="hybrid: default HYBRID_VECTOR_WEIGHT"
+    )
+    keyword_weight: float | None = Field(
+        None, ge=0, le=100, strict=True, description="hybrid: default HYBRID_KEYWORD_WEIGHT"
+    )
 
 
 class SearchHit(BaseModel):
@@ -68,7 +72,7 @@ class GenerateRequest(BaseModel):
     query: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000), AfterValidator(_no_nul)
     ]
-    stream: bool = Field(False, description="stream the answer as server-sent events")
+    stream: bool = Field(False, strict=True, description="stream the answer as server-sent events")
 
 
 class GenerateResponse(BaseModel):
@@ -84,10 +88,10 @@ class ContextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: QueryText
-    k: int = Field(5, ge=1, description="passages retrieved, at most QUERY_MAX_K")
+    k: int = Field(5, ge=1, strict=True, description="passages retrieved, at most QUERY_MAX_K")
     mode: Mode = "hybrid"
     filters: Filters | None = None
-    stream: bool = Field(False, description="stream the answer as server-sent events")
+    stream: bool = Field(False, strict=True, description="stream the answer as server-sent events")
 
 
 class Passage(SearchHit):
@@ -109,6 +113,17 @@ class ContextAnswer(BaseModel):
     generator: Literal["llm", "extractive"]
     model: str | None = None
     citations: list[Citation]
+    passages: list[Passage]
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    interaction_id: str | None = None
+
+
+class ContextError(BaseModel):
+    """An LLM failure of POST /generate-text-with-context (502, 504): the error, and what was retrieved."""
+
+    detail: dict[str, str]
+    query: str
+    generator: Literal["llm"] = "llm"
     passages: list[Passage]
     latency_ms: dict[str, float] = Field(default_factory=dict)
     interaction_id: str | None = None

@@ -8,6 +8,7 @@ from app.stores.files import FileStore
 from app.stores.idempotency import IdempotencyStore
 from app.stores.interactions import InteractionStore
 from app.stores.jobs import JobQueue
+from app.stores.keys import KeyStore
 
 
 @dataclass
@@ -19,4 +20,5 @@ class Stores:
     blobs: DiskBlobs | S3Blobs
     jobs: JobQueue
     idempotency: IdempotencyStore
+    keys: KeyStore
     interactions: InteractionStore | None = None  # None: INTERACTIONS_LOG=false

@@ -185,8 +185,10 @@ class ChunkSearch:
             cur = await conn.execute("DELETE FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id))
             return cur.rowcount
 
-    async def count_file(self, file_id: str) -> int:
+    async def count_file(self, tenant: str, file_id: str) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT count(*) AS n FROM chunks WHERE file_id = %s", (file_id,))
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id)
+            )
             row = await cur.fetchone()
             return int(row["n"]) if row else 0

@@ -19,6 +19,8 @@ INDEXES = [
     ([("status", ASCENDING), ("updated_at", ASCENDING)], {}),
 ]
 # a duplicate upload is answered with the existing file only while that file is alive
+# counted against MAX_PENDING_FILES_PER_TENANT
+PENDING_STATES = [FileStatus.SAVING.value, FileStatus.QUEUED.value, FileStatus.PROCESSING.value]
 DEDUP_STATES = [FileStatus.QUEUED.value, FileStatus.PROCESSING.value, FileStatus.EMBEDDED.value]
 
 
@@ -47,12 +49,12 @@ class FileStore:
             }
         )
 
-    async def update_fields(self, file_id: str, **fields: Any) -> None:
-        await self.col.update_one({"_id": file_id}, {"$set": {**fields, "updated_at": now()}})
+    async def update_fields(self, tenant: str, file_id: str, **fields: Any) -> None:
+        await self.col.update_one({"_id": file_id, "tenant": tenant}, {"$set": {**fields, "updated_at": now()}})
 
-    async def mark_queued(self, file_id: str, **fields: Any) -> bool:
+    async def mark_queued(self, tenant: str, file_id: str, **fields: Any) -> bool:
         flt, upd = transition(FileStatus.SAVING, FileStatus.QUEUED, queued_at=now(), **fields)
-        return await self.col.find_one_and_update({"_id": file_id, **flt}, upd) is not None
+        return await self.col.find_one_and_update({"_id": file_id, "tenant": tenant, **flt}, upd) is not None
 
     async def mark_deleting(self, tenant: str, file_id: str) -> dict[str, Any] | None:
         flt, upd = transition(DELETABLE, FileStatus.DELETING)
@@ -76,8 +78,29 @@ class FileStore:
         cursor = self.col.find(flt).sort("created_at", DESCENDING).skip(offset).limit(limit)
         return await cursor.to_list(length=limit), total
 
-    async def delete(self, file_id: str) -> None:
-        await self.col.delete_one({"_id": file_id})
+    async def delete(self, tenant: str, file_id: str) -> None:
+        await self.col.delete_one({"_id": file_id, "tenant": tenant})
+
+    async def count_pending(self, tenant: str) -> int:
+        """The tenant's files not yet done: saving, queued or processing (MAX_PENDING_FILES_PER_TENANT)."""
+        return await self.col.count_documents({"tenant": tenant, "status": {"$in": PENDING_STATES}})
+
+    async def tenant_counts(self, tenant: str) -> tuple[dict[str, int], dict[str, int]]:
+        """The tenant's files by status (every status, 0 included) and its failed files by error code."""
+        by_status = {s.value: 0 for s in FileStatus}
+        async for row in await self.col.aggregate(
+            [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        ):
+            by_status[str(row["_id"])] = row["n"]
+        failed: dict[str, int] = {}
+        async for row in await self.col.aggregate(
+            [
+                {"$match": {"tenant": tenant, "status": FileStatus.FAILED.value}},
+                {"$group": {"_id": "$error.code", "n": {"$sum": 1}}},
+            ]
+        ):
+            failed[str(row["_id"] or "unknown")] = row["n"]
+        return by_status, failed
 
 
 class SyncFileStore:

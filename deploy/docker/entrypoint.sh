@@ -11,10 +11,12 @@ echo "$role" > "${DOCPROC_ROLE_FILE:-/tmp/docproc-role}"
 
 case "$role" in
   api)
+    # the API checks its bind address: AUTH=disabled (never the default) is refused on anything but loopback
+    export API_BIND="0.0.0.0:${PORT:-8000}"
     # app/gunicorn_conf.py: a fresh prometheus-client multiprocess directory for the workers' /metrics,
     # gunicorn's lines in the service's log format; the app logs one line per request itself
     exec gunicorn "app.main:create_app()" \
-      --bind "0.0.0.0:${PORT:-8000}" \
+      --bind "$API_BIND" \
       --workers "${API_WORKERS:-2}" \
       --worker-class uvicorn.workers.UvicornWorker \
       --graceful-timeout "${GRACEFUL_TIMEOUT:-30}" \

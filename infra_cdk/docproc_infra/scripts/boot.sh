@@ -49,6 +49,7 @@ settings = {
     "API_WORKERS": e["API_WORKERS"],
     "FORWARDED_ALLOW_IPS": "*",  # only the load balancer reaches the API port
     "CLOUDWATCH_METRICS": e["CLOUDWATCH_METRICS"],
+    "AUTH": "enabled",  # API keys (python -m app.keys create ... inside the API container makes the first)
 }
 m = json.loads(e["MONGO_SECRET"])
 settings["MONGO_URL"] = (
