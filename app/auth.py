@@ -107,6 +107,11 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer dp_<i
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: dp_<id>_<secret>`")
 
 
+def _is_metrics_token(settings: Settings, bearer: HTTPAuthorizationCredentials | None) -> bool:
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    return bool(token) and bearer is not None and hmac.compare_digest(bearer.credentials.encode(), token.encode())
+
+
 def _unauthorized(message: str = UNAUTHORIZED) -> Exception:
     return http_error(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -163,10 +168,9 @@ async def metrics_access(
     settings: Settings = request.app.state.settings
     if settings.auth == "disabled":
         return
-    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
-    if not token:
+    if not (settings.metrics_token and settings.metrics_token.get_secret_value()):
         raise _unauthorized("GET /metrics needs METRICS_TOKEN to be set, and sent as `Authorization: Bearer`.")
-    if bearer is None or not hmac.compare_digest(bearer.credentials.encode(), token.encode()):
+    if not _is_metrics_token(settings, bearer):
         raise _unauthorized("GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.")
 
 
@@ -177,8 +181,7 @@ async def operator_access(
 ) -> None:
     """Host metrics: the METRICS_TOKEN, or an API key with the `admin` scope."""
     settings: Settings = request.app.state.settings
-    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
-    if token and bearer is not None and hmac.compare_digest(bearer.credentials.encode(), token.encode()):
+    if _is_metrics_token(settings, bearer):
         return
     principal = await authenticate(request, bearer, api_key)
     if not principal.has("admin"):

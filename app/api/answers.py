@@ -121,17 +121,7 @@ async def generate(
 
     if body.stream:
         return await _stream_answer(llm, messages, stores, doc, t0, None, done, failed)
-    try:
-        completion = await llm.complete(messages)
-    except LLMError as exc:
-        log.warning("LLM failed (%s): %s", exc.code, exc.message)
-        latency.update(generate_ms=since_ms(t0), total_ms=since_ms(t0))
-        doc["error"] = {"code": exc.code, "message": exc.message}
-        log_after(background, stores, doc)
-        return failed(exc)
-    body_out = done(completion.text, completion.model)
-    log_after(background, stores, doc)
-    return JSONResponse(body_out)
+    return await _complete(llm, messages, background, stores, doc, t0, t0, done, failed)
 
 
 # --- POST /generate-text-with-context -------------------------------------------------
@@ -252,11 +242,26 @@ async def generate_with_context(
     if body.stream:
         head = sse("passages", {"passages": passages_json})
         return await _stream_answer(llm, messages, stores, doc, t1, head, done, failed, t_total=t0)
+    return await _complete(llm, messages, background, stores, doc, t1, t0, done, failed)
+
+
+async def _complete(
+    llm: Any,
+    messages: list[dict[str, str]],
+    background: BackgroundTasks,
+    stores: Any,
+    doc: dict[str, Any],
+    t_generate: float,
+    t_total: float,
+    done: Any,
+    failed: Any,
+) -> Any:
+    """One non-streamed completion: the answer via `done`, an LLM error via `failed`; logged either way."""
     try:
         completion = await llm.complete(messages)
     except LLMError as exc:
         log.warning("LLM failed (%s): %s", exc.code, exc.message)
-        latency.update(generate_ms=since_ms(t1), total_ms=since_ms(t0))
+        doc["latency_ms"].update(generate_ms=since_ms(t_generate), total_ms=since_ms(t_total))
         doc["error"] = {"code": exc.code, "message": exc.message}
         log_after(background, stores, doc)
         return failed(exc)

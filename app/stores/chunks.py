@@ -184,11 +184,3 @@ class ChunkSearch:
         async with self.pool.connection() as conn:
             cur = await conn.execute("DELETE FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id))
             return cur.rowcount
-
-    async def count_file(self, tenant: str, file_id: str) -> int:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT count(*) AS n FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id)
-            )
-            row = await cur.fetchone()
-            return int(row["n"]) if row else 0

@@ -190,9 +190,6 @@ class SyncFileStore:
     def delete(self, file_id: str) -> None:
         self.col.delete_one({"_id": file_id})
 
-    def count_by_status(self) -> dict[str, int]:
-        return {d["_id"]: d["n"] for d in self.col.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-
 
 def ago(seconds: float) -> datetime:
     return now() - timedelta(seconds=seconds)
