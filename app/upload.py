@@ -188,9 +188,6 @@ class Receiver:
             await self._open(f)
         await f.writer.commit()
         f.committed = True
-        await self.stores.files.update_fields(
-            self.tenant, f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type
-        )
         if self.settings.dedup != "allow":
             await self._dedup(f)
 
@@ -216,7 +213,9 @@ class Receiver:
         for f in self.files:
             if f.duplicate_of:
                 continue
-            await self.stores.files.mark_queued(self.tenant, f.file_id, metadata=f.metadata)
+            await self.stores.files.mark_queued(
+                self.tenant, f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type, metadata=f.metadata
+            )
             await anyio.to_thread.run_sync(
                 self.stores.jobs.enqueue_file, f.file_id, f.size, getattr(self.request.state, "request_id", None)
             )

@@ -4,10 +4,13 @@ import asyncio
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +110,23 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far."""
+    out = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_per_request(pids: dict[str, int], run: Callable[[], Load]) -> tuple[Load, dict[str, float]]:
+    """Run the load; with it, each process's CPU milliseconds per request."""
+    before = cpu_seconds(pids)
+    result = run()
+    after = cpu_seconds(pids)
+    return result, {k: (after[k] - before[k]) * 1000 / result.requests for k in pids}
+
+
 def rss_mb(pid: int) -> tuple[int, int]:
     """(current, peak) resident memory of a process, MB."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -147,3 +167,53 @@ def record(title: str, body: str, write: bool) -> None:
     if write:
         with open(ROOT / "BENCHMARKS.md", "a") as f:
             f.write(section)
+
+
+# --- profiling ---------------------------------------------------------------------------
+
+
+@contextmanager
+def profiled(pids: dict[str, int], out_dir: Path | None) -> Iterator[None]:
+    """Sample each process with py-spy while the block runs (no-op without `out_dir`).
+
+    Only threads holding the GIL are sampled (`--gil`): the shares are of CPU time, not waits.
+
+    Writes `{name}.txt` (collapsed stacks) into `out_dir`; `hot_spots` summarises them.
+    """
+    if out_dir is None:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    procs = [
+        subprocess.Popen([spy, "record", "--gil", "--nonblocking", "--format", "raw", "--rate", "200",
+                          "-o", str(out_dir / f"{name}.txt"), "-p", str(pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, pid in pids.items()
+    ]  # fmt: skip
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for p in procs:
+            p.wait(30)
+
+
+def hot_spots(collapsed: Path, top: int = 15, inclusive: bool = True) -> list[tuple[str, float]]:
+    """The functions where a process spent its samples: (function, share), largest first.
+
+    Inclusive shares count a function once per stack it appears in (time in it and below);
+    exclusive ones only the innermost frame.
+    """
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        samples += n
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  for f in stack.split(";")]  # fmt: skip
+        for frame in set(frames) if inclusive else frames[-1:]:
+            totals[frame] = totals.get(frame, 0) + n
+    return [(f, n / samples) for f, n in sorted(totals.items(), key=lambda kv: -kv[1])[:top]] if samples else []

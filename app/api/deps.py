@@ -20,7 +20,7 @@ from app.settings import Settings
 from app.stores import Stores
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -42,7 +42,7 @@ QueryTenant = Annotated[str, Depends(tenant_of("read", "query"))]
 AdminPrincipal = Annotated[Principal, Depends(require("admin"))]
 
 
-def get_stores(request: Request) -> Stores:
+async def get_stores(request: Request) -> Stores:
     return request.app.state.stores
 
 

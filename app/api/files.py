@@ -42,8 +42,7 @@ async def delete_file(file_id: uuid.UUID, tenant: WriteTenant, stores: StoresDep
     checkpoint, and if this request dies half-way the watchdog finishes the delete.
     """
     fid = str(file_id)
-    doc = await stores.files.mark_deleting(tenant, fid)
-    if doc is None:
+    if not await stores.files.mark_deleting(tenant, fid):
         current = await stores.files.get(tenant, fid)
         if current is None:
             raise http_error(404, "file_not_found", f"No file {file_id}.")
@@ -54,6 +53,7 @@ async def delete_file(file_id: uuid.UUID, tenant: WriteTenant, stores: StoresDep
     await stores.chunks.delete_file(tenant, fid)
     await stores.blobs.delete_file(fid)
     await stores.files.delete(tenant, fid)
+    stores.files.pending_changed(tenant)
     return Response(status_code=204)
 
 
