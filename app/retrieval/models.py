@@ -37,7 +37,7 @@ class SearchRequest(BaseModel):
 
 class SearchHit(BaseModel):
     text: str
-    score: float = Field(description="vector: cosine similarity; keyword: ts_rank_cd; hybrid: fused RRF score")
+    score: float = Field(description="vector: cosine similarity; keyword: ts_rank; hybrid: fused RRF score")
     chunk_id: int
     file_id: str
     filename: str

@@ -5,7 +5,7 @@
   the tenant and the filters, so a filtered search still returns `k` rows when that
   many match; rows come back nearly in order and are sorted again here.
 - keyword: PostgreSQL full text over the `tsv` column (GIN index) with
-  `websearch_to_tsquery`, ranked by `ts_rank_cd`. A query without search operators
+  `websearch_to_tsquery`, ranked by `ts_rank`. A query without search operators
   matches the chunks that have all its words (stemmed, stop words dropped) or, only
   when no chunk has all of them, those with any of them; a query with operators
   (`"a phrase"`, `-word`, `or`) is taken as written.
@@ -72,7 +72,7 @@ class Hit:
     metadata: dict[str, Any]
     score: float = 0.0
     vector_score: float | None = None  # cosine similarity
-    keyword_score: float | None = None  # ts_rank_cd
+    keyword_score: float | None = None  # ts_rank
     vector_rank: int | None = None  # 1-based place in its list
     keyword_rank: int | None = None
     highlights: list[str] | None = None
@@ -149,7 +149,7 @@ async def _keyword_leg(
     for text in dict.fromkeys((strict, loose)):  # loose is strict when the query has operators
         cur = await conn.execute(
             f"""
-            SELECT {COLUMNS}, ts_rank_cd(tsv, websearch_to_tsquery('{TS_CONFIG}', %(q)s), 1) AS rank_score
+            SELECT {COLUMNS}, ts_rank(tsv, websearch_to_tsquery('{TS_CONFIG}', %(q)s), 1) AS rank_score
             FROM chunks
             WHERE tenant = %(tenant)s AND tsv @@ websearch_to_tsquery('{TS_CONFIG}', %(q)s){where}
             ORDER BY rank_score DESC, id LIMIT %(n)s

@@ -18,7 +18,7 @@ import pypdfium2.raw as pdfium_c
 
 from app.settings import Settings
 from app.status import MESSAGES, ErrorCode, PipelineError
-from worker.parsing import Element, Parsed, limit_exceeded, ocr
+from worker.parsing import Element, Parsed, limit_exceeded
 from worker.parsing.layout import LIST_MARK, Block, Segment, blocks, reading_order
 from worker.parsing.text import paragraphs
 
@@ -194,6 +194,8 @@ def _ocr_page(
         _too_many_ocr_pages(settings, stats)
         stats["ocr_pages_truncated"] = stats.get("ocr_pages_truncated", 0) + 1
         return []
+    from worker.parsing import ocr  # pytesseract and pdf2image only once a page needs OCR
+
     text = ocr.page_text(path, index + 1, page_size, settings)
     stats["pages_ocr"] += 1
     path_now = state.heading_path()
