@@ -305,7 +305,8 @@ def supervisor_conf(
     }
     rq = Path(py).parent / "rq"
     programs["worker"] = {
-        "command": f"sh -c '{wait} && exec {rq} worker --with-scheduler --url {env['VALKEY_URL']} "
+        # two malloc arenas: torch's threads otherwise each grow their own (peak RSS 628 -> 580 MB, BENCHMARKS.md)
+        "command": f"sh -c '{wait} && MALLOC_ARENA_MAX=2 exec {rq} worker --with-scheduler --url {env['VALKEY_URL']} "
         f"--worker-class worker.rqworker.IngestWorker {env.get('QUEUE_NAME', 'ingest')}'",
         "priority": "20",
         "stopsignal": "TERM",

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
 
     # search
     query_max_k: int = Field(100, gt=0)
-    hnsw_ef_search: int = Field(100, gt=0)
+    hnsw_ef_search: int = Field(200, gt=0)
 
     # search and answers (app/retrieval/, app/api/search.py, app/api/answers.py)
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion: score = sum of weight / (RRF_K + rank)

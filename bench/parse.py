@@ -241,7 +241,8 @@ def peak_memory(path: Path, embed: bool) -> dict:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        # two malloc arenas, as the worker runs (app/localstack.py, Dockerfile)
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "MALLOC_ARENA_MAX": "2"},
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])

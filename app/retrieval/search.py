@@ -55,7 +55,7 @@ class SearchParams:
     keyword_weight: float = 1.0
     rrf_k: int = 60
     candidates: int = 50
-    ef_search: int = 100
+    ef_search: int = 200
 
 
 @dataclass

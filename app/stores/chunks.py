@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     UNIQUE (file_id, ordinal)
 );
 CREATE INDEX IF NOT EXISTS chunks_tenant_file ON chunks (tenant, file_id);
-CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)
+    WITH (m = 24, ef_construction = 128);
 CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
 -- additive changes for databases created before them; checked first, so that a
 -- startup takes no exclusive lock on the table once they are in
@@ -176,9 +177,8 @@ class ChunkSearch:
     """The API's reader (async), over a connection pool. The search SQL (vector, keyword,
     hybrid, filters) is app/retrieval/search.py, run over `pool`."""
 
-    def __init__(self, pool: AsyncConnectionPool, ef_search: int = 100) -> None:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
-        self.ef_search = ef_search
 
     async def delete_file(self, tenant: str, file_id: str) -> int:
         async with self.pool.connection() as conn:
