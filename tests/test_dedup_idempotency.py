@@ -32,6 +32,22 @@ def test_duplicate_returns_the_existing_file(client: httpx.Client) -> None:
     assert client.get("/files").json()["total"] == total  # nothing new stored
 
 
+def test_a_failed_file_is_no_duplicate(client: httpx.Client) -> None:
+    """Only live files (queued, processing, embedded) answer for their content; the status
+    is checked in Python after an index lookup on (tenant, sha256), so this guards it."""
+    body = _unique("The breakwater survey was repeated after the storm.")
+    failed = upload(client, ("survey.txt", body)).json()["files"][0]["file_id"]
+    s = get_settings()
+    col = MongoClient(s.mongo_url.get_secret_value())[s.mongo_db]["files"]
+    assert col.update_one({"_id": failed}, {"$set": {"status": "failed"}}).matched_count == 1
+    again = upload(client, ("survey-again.txt", body))
+    assert again.status_code == 202, again.text
+    (f,) = again.json()["files"]
+    assert f["duplicate_of"] is None and f["file_id"] != failed
+    live = upload(client, ("survey-third.txt", body)).json()["files"][0]
+    assert live["duplicate_of"] == f["file_id"]  # the live one answers, not the older failed one
+
+
 def test_duplicates_within_one_request(client: httpx.Client) -> None:
     body = _unique("Twin files in one request.")
     r = upload(client, ("a.txt", body), ("b.txt", body), ("c.txt", _unique("A different one.")))

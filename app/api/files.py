@@ -53,7 +53,7 @@ async def delete_file(file_id: uuid.UUID, tenant: WriteTenant, stores: StoresDep
     await stores.chunks.delete_file(tenant, fid)
     await stores.blobs.delete_file(fid)
     await stores.files.delete(tenant, fid)
-    stores.files.pending_changed(tenant)
+    stores.files.forget_pending(tenant)
     return Response(status_code=204)
 
 

@@ -107,14 +107,14 @@ async def _receive(request: Request, tenant: str, stores: Stores, settings: Sett
         await receiver.queue_all()
     except Exception as exc:
         await receiver.rollback()
-        stores.files.pending_changed(tenant)
+        stores.files.forget_pending(tenant)
         raise http_error(
             503,
             "queue_unavailable",
             "The job queue is unavailable; nothing was stored. Retry later.",
             headers={"Retry-After": "5"},
         ) from exc
-    stores.files.pending_changed(tenant, added=sum(1 for f in files if not f.duplicate_of))
+    stores.files.pending_added(tenant, sum(1 for f in files if not f.duplicate_of))
     out = [
         UploadedFile(
             file_id=f.duplicate_of or f.file_id,

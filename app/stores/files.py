@@ -109,13 +109,15 @@ class FileStore:
         self._pending[tenant] = (n, time.monotonic())
         return n
 
-    def pending_changed(self, tenant: str, added: int = 0) -> None:
-        """This process queued `added` files for `tenant` (counted at once), or removed some (recounted)."""
+    def pending_added(self, tenant: str, added: int) -> None:
+        """This process queued `added` files for `tenant`: counted at once."""
         cached = self._pending.get(tenant)
-        if added > 0 and cached is not None:
+        if cached is not None:
             self._pending[tenant] = (cached[0] + added, cached[1])
-        else:
-            self._pending.pop(tenant, None)
+
+    def forget_pending(self, tenant: str) -> None:
+        """Files of `tenant` were removed or a request rolled back: count again next time."""
+        self._pending.pop(tenant, None)
 
     async def tenant_counts(self, tenant: str) -> tuple[dict[str, int], dict[str, int]]:
         """The tenant's files by status (every status, 0 included) and its failed files by error code."""

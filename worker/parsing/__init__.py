@@ -63,7 +63,7 @@ def parse(path: Path, content_type: str, settings: Settings | None = None) -> Pa
     # imported on first use: all of them at once cost a fresh worker 0.45 s (bench/coldstart.py)
     module = importlib.import_module(f"worker.parsing.{PARSER_MODULES[content_type]}")
     reader: Callable[[Path, Settings], Parsed] = module.parse
-    if module.__name__.endswith(".unstructured"):
+    if content_type in filetypes.OPTIONAL:  # one parser for the whole long tail, told which type
         reader = partial(module.parse, content_type=content_type)
     settings = settings or get_settings()
     parsed = reader(path, settings)
