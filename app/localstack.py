@@ -118,7 +118,9 @@ def postgres_argv(port: int, data_dir: Path, durable: bool = True) -> list[str]:
         "-c",
         "max_connections=200",
         "-c",
-        "shared_buffers=256MB",
+        # the chunks' heap, HNSW and GIN indexes of 100k chunks take 350 MB; with 256 MB, vector and keyword
+        # searches evicted each other's pages and a broad keyword query went from 50 to 80 ms (BENCHMARKS.md)
+        f"shared_buffers={os.environ.get('LOCAL_POSTGRES_SHARED_BUFFERS', '1GB')}",
         "-c",
         "maintenance_work_mem=256MB",
     ]
@@ -250,13 +252,30 @@ def postgres_url(port: int) -> str:
 # --- supervisord ------------------------------------------------------------------
 
 
+def worker_layout(cores: int, workers: int = 0) -> tuple[int, int]:
+    """(RQ workers, embedding threads each): one single-threaded worker per core by default.
+
+    On 2 cores, two workers of one thread each embedded 52.7 chunks/s end to end against 39.9 for
+    one worker of two threads (BENCHMARKS.md): one worker's parsing and indexing overlaps the
+    other's embedding, and one thread per model wastes nothing on synchronising threads."""
+    workers = workers or cores
+    return workers, max(1, cores // workers)
+
+
 def supervisor_conf(
-    data_dir: Path, ports: dict[str, int], start: set[str], env: dict[str, str], api_bind: str, api_workers: int
+    data_dir: Path,
+    ports: dict[str, int],
+    start: set[str],
+    env: dict[str, str],
+    api_bind: str,
+    api_workers: int,
+    workers: int = 1,
+    threads: int = 0,
 ) -> str:
     """supervisord's configuration for the local stack.
 
-    Servers start first (priority 10); the API and the worker wait for them
-    (`app.localstack wait`) and are stopped first on shutdown. Every program
+    Servers start first (priority 10); the API and the workers (`worker-0`, `worker-1`, ...)
+    wait for them (`app.localstack wait`) and are stopped first on shutdown. Every program
     restarts when it dies, whatever the exit code.
     """
     py = sys.executable
@@ -304,14 +323,18 @@ def supervisor_conf(
         "stopwaitsecs": "35",
     }
     rq = Path(py).parent / "rq"
-    programs["worker"] = {
+    metrics_port = int(env.get("WORKER_METRICS_PORT", "9100"))
+    for i in range(workers):
         # two malloc arenas: torch's threads otherwise each grow their own (peak RSS 628 -> 580 MB, BENCHMARKS.md)
-        "command": f"sh -c '{wait} && MALLOC_ARENA_MAX=2 exec {rq} worker --with-scheduler --url {env['VALKEY_URL']} "
-        f"--worker-class worker.rqworker.IngestWorker {env.get('QUEUE_NAME', 'ingest')}'",
-        "priority": "20",
-        "stopsignal": "TERM",
-        "stopwaitsecs": "60",
-    }
+        own = f"MALLOC_ARENA_MAX=2 WORKER_METRICS_PORT={metrics_port + i if metrics_port else 0}"
+        own += f" EMBEDDING_THREADS={threads}" if threads else ""
+        programs[f"worker-{i}"] = {
+            "command": f"sh -c '{wait} && {own} exec {rq} worker --with-scheduler --url {env['VALKEY_URL']} "
+            f"--worker-class worker.rqworker.IngestWorker {env.get('QUEUE_NAME', 'ingest')}'",
+            "priority": "20",
+            "stopsignal": "TERM",
+            "stopwaitsecs": "60",
+        }
 
     programs["watchdog"] = {
         "command": f"sh -c '{wait} && exec {py} -m worker.watchdog'",
@@ -359,9 +382,11 @@ def supervisor_conf(
     return "\n".join(lines)
 
 
-def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
+def serve(data_dir: Path, api_bind: str, api_workers: int, workers: int = 0) -> None:
     """Write supervisord's configuration for this machine and exec supervisord."""
     data_dir = data_dir.resolve()
+    workers, threads = worker_layout(os.cpu_count() or 1, workers)
+    threads = int(os.environ.get("EMBEDDING_THREADS", 0)) or threads
     ports = {
         "valkey": int(os.environ.get("LOCAL_VALKEY_PORT", 6390)),
         "mongo": int(os.environ.get("LOCAL_MONGO_PORT", 27027)),
@@ -373,7 +398,7 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
         "DO_NOT_TRACK": "1",
         "VALKEY_URL": os.environ.get("VALKEY_URL", ""),
         "QUEUE_NAME": os.environ.get("QUEUE_NAME", "ingest"),
-        "WORKER_METRICS_PORT": os.environ.get("WORKER_METRICS_PORT", "9100"),  # the worker's /metrics
+        "WORKER_METRICS_PORT": os.environ.get("WORKER_METRICS_PORT", "9100"),  # the first worker's /metrics
         # no API keys on this machine's stack unless AUTH=enabled is set: the API refuses that
         # unless it binds to loopback (app/auth.py check_bind)
         "AUTH": os.environ.get("AUTH", "disabled"),
@@ -396,7 +421,7 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
         env["DATABASE_URL"] = postgres_url(ports["postgres"])
     conf = data_dir / "run" / "supervisord.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(supervisor_conf(data_dir, ports, start, env, api_bind, api_workers))
+    conf.write_text(supervisor_conf(data_dir, ports, start, env, api_bind, api_workers, workers, threads))
     conf.chmod(0o600)  # may hold URLs with passwords
     host, _, port = api_bind.rpartition(":")
     auth_line = (
@@ -409,7 +434,8 @@ def serve(data_dir: Path, api_bind: str, api_workers: int) -> None:
   docproc local stack (embedded servers: {", ".join(sorted(start)) or "none"})
     {auth_line}
     API        http://{host}:{port}      docs: http://{host}:{port}/docs
-    metrics    http://{host}:{port}/metrics   worker: http://127.0.0.1:{env["WORKER_METRICS_PORT"]}/metrics
+    metrics    http://{host}:{port}/metrics   workers: http://127.0.0.1:{env["WORKER_METRICS_PORT"]}/metrics and up
+    workers    {workers} (rq), {threads} embedding thread(s) each
     logs       {data_dir / "logs"}
     control    {sys.executable} -m supervisor.supervisorctl -c {conf} status
   Ctrl-C stops everything.
@@ -426,10 +452,11 @@ def main() -> None:
     s.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "./data")))
     s.add_argument("--bind", default=os.environ.get("API_BIND", "127.0.0.1:8000"))
     s.add_argument("--workers", type=int, default=int(os.environ.get("API_WORKERS", 2)))
+    s.add_argument("--rq-workers", type=int, default=int(os.environ.get("LOCAL_WORKERS", 0)), help="0: one per core")
     sub.add_parser("wait", help="wait until the configured servers answer")
     args = parser.parse_args()
     if args.cmd == "serve":
-        serve(args.data_dir, args.bind, args.workers)
+        serve(args.data_dir, args.bind, args.workers, args.rq_workers)
     else:
         wait_all()
 

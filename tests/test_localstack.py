@@ -1,7 +1,9 @@
 """`./run.sh`'s stack under supervisord: it serves, a killed worker comes back by
 itself, Ctrl-C stops everything, and a restart keeps files and chunks."""
 
+import configparser
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +28,7 @@ def _serve(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
     env.update(
         LOCAL_VALKEY_PORT=str(ports["valkey"]), LOCAL_MONGO_PORT=str(ports["mongo"]),
         LOCAL_POSTGRES_PORT=str(ports["postgres"]), API_BIND=f"127.0.0.1:{ports['api']}", API_WORKERS="1",
+        LOCAL_WORKERS="2", WORKER_METRICS_PORT=str(ports["metrics"]),
     )  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "app.localstack", "serve", "--data-dir", str(data_dir)],
@@ -62,7 +65,7 @@ def _stop(proc: subprocess.Popen) -> list[psutil.Process]:
 
 @pytest.mark.timeout(400)
 def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
-    ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres", "api")}
+    ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres", "api", "metrics")}
     url = f"http://127.0.0.1:{ports['api']}"
     data_dir = stack_dir("supervised") / "data"
     proc = _serve(data_dir, ports)
@@ -74,12 +77,13 @@ def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
             ][0]["file_id"]
             assert wait_final(client, [fid])[fid]["status"] == "embedded"
 
-        old = int(_ctl(data_dir, "pid", "worker"))
+        assert "RUNNING" in _ctl(data_dir, "status", "worker-1")
+        old = int(_ctl(data_dir, "pid", "worker-0"))
         os.kill(old, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while True:
-            pid = _ctl(data_dir, "pid", "worker")
-            if pid.isdigit() and int(pid) not in (0, old) and "RUNNING" in _ctl(data_dir, "status", "worker"):
+            pid = _ctl(data_dir, "pid", "worker-0")
+            if pid.isdigit() and int(pid) not in (0, old) and "RUNNING" in _ctl(data_dir, "status", "worker-0"):
                 break
             assert time.monotonic() < deadline, _ctl(data_dir, "status")
             time.sleep(0.5)
@@ -98,3 +102,20 @@ def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
     finally:
         assert _stop(proc) == []
     shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+def test_one_single_threaded_worker_per_core_each_with_its_metrics_port(tmp_path: Path) -> None:
+    assert localstack.worker_layout(cores=2) == (2, 1)
+    assert localstack.worker_layout(cores=8, workers=2) == (2, 4)
+    assert localstack.worker_layout(cores=2, workers=4) == (4, 1)
+    env = {"VALKEY_URL": "redis://127.0.0.1:1/0", "WORKER_METRICS_PORT": "9200"}
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(localstack.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=3, threads=1))
+    workers = [s for s in conf.sections() if s.startswith("program:worker")]
+    assert workers == ["program:worker-0", "program:worker-1", "program:worker-2"]
+    commands = [conf[w]["command"] for w in workers]
+    assert [re.search(r"WORKER_METRICS_PORT=(\d+)", c).group(1) for c in commands] == ["9200", "9201", "9202"]
+    assert all("EMBEDDING_THREADS=1 " in c and "/rq worker " in c for c in commands)
+    env["WORKER_METRICS_PORT"] = "0"  # off stays off for every worker
+    off = localstack.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=2, threads=1)
+    assert off.count("WORKER_METRICS_PORT=0 ") == 2

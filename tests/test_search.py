@@ -3,9 +3,11 @@ upload metadata, the interaction log, and what bad input gets (422 with a code).
 
 import asyncio
 import json
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -20,7 +22,15 @@ from pymongo import MongoClient
 
 from app.retrieval import metadata as upload_metadata
 from app.retrieval.filters import Filters, from_query_params, glob_to_like
-from app.retrieval.search import SearchParams, keyword_queries, rrf, search
+from app.retrieval.search import (
+    SearchParams,
+    any_word_tsquery,
+    keyword_queries,
+    retrieve,
+    rrf,
+    search,
+    tsquery_literal,
+)
 from app.stores.chunks import ensure_schema, schema_sql
 from tests.helpers import make_pdf, run_worker, wait_final
 from tests.stack import Stack
@@ -301,10 +311,12 @@ def test_every_query_is_logged(client: httpx.Client, stack: Stack, suite: dict) 
     assert doc["k"] == 2 and json.loads(doc["filters"]) == {"metadata": {"suite": tag}}
     assert [x["chunk_id"] for x in doc["retrieved"]] == [h["chunk_id"] for h in body["results"]]
     assert doc["retrieved"][0]["score"] == body["results"][0]["score"]
-    assert {"embed_ms", "search_ms", "total_ms"} <= set(doc["latency_ms"]) and doc["tenant"] == "default"
+    assert {"embed_ms", "vector_ms", "keyword_ms", "search_ms", "total_ms"} <= set(doc["latency_ms"])
+    assert doc["tenant"] == "default"
     r = client.get("/search", params={"q": "crane", "mode": "keyword", "meta.suite": tag})
     doc = wait_interaction(stack, r.json()["interaction_id"])
-    assert doc["endpoint"] == "search" and doc["mode"] == "keyword" and "embed_ms" not in doc["latency_ms"]
+    assert doc["endpoint"] == "search" and doc["mode"] == "keyword"
+    assert "keyword_ms" in doc["latency_ms"] and not {"embed_ms", "vector_ms"} & set(doc["latency_ms"])
 
 
 def wait_interaction(stack: Stack, interaction_id: str, timeout: float = 10) -> dict:
@@ -391,6 +403,94 @@ def test_filtered_vector_search_still_returns_k_with_an_iterative_index_scan(sta
     finally:
         with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
             conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))
+
+
+def test_hybrid_runs_the_keyword_leg_while_the_query_is_embedded(stack: Stack) -> None:
+    """The keyword leg does not wait for the query's vector: with an embedder that returns only once
+    a connection has been given back, a hybrid search finishes, and with the keyword leg's hit."""
+    tenant = f"overlap-{uuid.uuid4().hex[:8]}"
+    vector = _unit(np.random.default_rng(5), 1)[0]
+    ensure_schema(stack.env["DATABASE_URL"])  # idempotent; this test may run before the API made it
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        register_vector(conn)
+        conn.execute(
+            "INSERT INTO chunks (tenant, file_id, ordinal, text, filename, content_type, embedding) "
+            "VALUES (%s, %s, 0, %s, 'crane.txt', 'text/plain', %s)",
+            (tenant, uuid.uuid4(), CRANE, vector),
+        )
+        conn.commit()
+    released = threading.Event()
+
+    class ReleaseSignal:  # the pool, noting when a connection comes back
+        def __init__(self, pool: AsyncConnectionPool) -> None:
+            self.pool = pool
+
+        @asynccontextmanager
+        async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+            async with self.pool.connection() as conn:
+                yield conn
+            released.set()
+
+    class WaitingEmbedder:
+        name = "waiting"
+        waited: bool | None = None
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            self.waited = released.wait(timeout=5)  # a leg that waits for the vector never sets it
+            return np.stack([vector] * len(texts))
+
+    embedder = WaitingEmbedder()
+    try:
+        params = SearchParams(query="crane boom", mode="hybrid", k=3)
+        retrieval = with_pool(stack, lambda pool: retrieve(ReleaseSignal(pool), embedder, tenant, params))
+        assert embedder.waited is True
+        assert [h.filename for h in retrieval.hits] == ["crane.txt"]
+        assert (retrieval.hits[0].vector_rank, retrieval.hits[0].keyword_rank) == (1, 1)
+    finally:
+        with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+            conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))
+
+
+def test_the_any_word_fallback_leaves_out_common_words(stack: Stack) -> None:
+    """No chunk has every word: the fallback looks for the uncommon ones only, so chunks that share
+    just a common word stay out (with it, they would outrank the one with the rare word)."""
+    tenant = f"common-{uuid.uuid4().hex[:8]}"
+    ensure_schema(stack.env["DATABASE_URL"])
+    texts = ["Quayside quayside quayside: the quayside log."] * 30 + ["A walrus was seen near the pier."]
+    rng = np.random.default_rng(3)
+    with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+        register_vector(conn)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO chunks (tenant, file_id, ordinal, text, filename, content_type, embedding) "
+                "VALUES (%s, %s, 0, %s, %s, 'text/plain', %s)",
+                [(tenant, uuid.uuid4(), t, f"c{i}.txt", _unit(rng, 1)[0]) for i, t in enumerate(texts)],
+            )
+        conn.execute("ANALYZE chunks")  # the statistics the fallback reads
+    try:
+
+        def keyword(common_word_chunks: int) -> list[str]:
+            params = SearchParams("quayside walrus", "keyword", 5, common_word_chunks=common_word_chunks)
+            return [h.filename for h in with_pool(stack, lambda pool: search(pool, tenant, params, None))]
+
+        assert keyword(common_word_chunks=10) == ["c30.txt"]  # quayside is in 30 chunks: left out
+        everything = keyword(common_word_chunks=1000)  # nothing is that common: every word counts
+        assert len(everything) == 5 and "c30.txt" not in everything
+    finally:
+        with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+            conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))
+
+
+def test_any_word_tsquery_and_its_literals(stack: Stack) -> None:
+    assert any_word_tsquery([("return", 60_000), ("walrus", 0), ("pier", 12)], 5000) == "'walrus' | 'pier'"
+    assert any_word_tsquery([("return", 60_000), ("valu", 30_000)], 5000) == "'return' | 'valu'"  # all common
+    assert any_word_tsquery([], 5000) is None
+    odd = ["it's", "c:\\temp", "a|b", "x'\\'y"]
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:  # PostgreSQL reads each back as that one lexeme
+        for lexeme in odd:
+            assert conn.execute("SELECT querytree(%s::tsquery)", (tsquery_literal(lexeme),)).fetchone()[0] == (
+                "'" + lexeme.replace("'", "''").replace("\\", "\\\\") + "'"
+            )
 
 
 def test_search_is_tenant_scoped(client: httpx.Client, stack: Stack, suite: dict) -> None:

@@ -110,6 +110,7 @@ def search_params(
         rrf_k=settings.rrf_k,
         candidates=settings.hybrid_candidates,
         ef_search=settings.hnsw_ef_search,
+        common_word_chunks=settings.keyword_common_word_chunks,
     )
 
 

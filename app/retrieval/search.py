@@ -7,10 +7,15 @@
 - keyword: PostgreSQL full text over the `tsv` column (GIN index) with
   `websearch_to_tsquery`, ranked by `ts_rank`. A query without search operators
   matches the chunks that have all its words (stemmed, stop words dropped) or, only
-  when no chunk has all of them, those with any of them; a query with operators
-  (`"a phrase"`, `-word`, `or`) is taken as written.
+  when no chunk has all of them, those with any of its uncommon words: a word that
+  PostgreSQL's statistics put in more than `common_word_chunks` chunks is left out of
+  that fallback unless all are that common (matching and ranking the two thirds of
+  100k chunks that say "return" took 100 ms and ranked nothing useful). A query with
+  operators (`"a phrase"`, `-word`, `or`) is taken as written.
 - hybrid: reciprocal rank fusion of both lists, `sum(weight / (RRF_K + rank))`,
-  each list `max(k, HYBRID_CANDIDATES)` long.
+  each list `max(k, HYBRID_CANDIDATES)` long. The two legs run at once, each on its own
+  connection, the keyword leg while the query is being embedded: the latency is the
+  slower leg's, not their sum.
 
 Every statement is scoped by `tenant = %(tenant)s`; every value is a parameter.
 """
@@ -18,7 +23,7 @@ Every statement is scoped by `tenant = %(tenant)s`; every value is a parameter.
 import html
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +61,7 @@ class SearchParams:
     rrf_k: int = 60
     candidates: int = 50
     ef_search: int = 200
+    common_word_chunks: int = 5000
 
 
 @dataclass
@@ -140,26 +146,63 @@ async def _vector_leg(
     return sorted(rows, key=lambda r: (r["distance"], r["id"]))
 
 
+# the query's words (lexemes), each with the number of chunks PostgreSQL's statistics put it in
+# (0 when it is not among the most common, or the table was not analysed yet)
+_WORD_CHUNKS_SQL = f"""
+WITH common AS (
+    SELECT e.lexeme, e.freq * greatest(c.reltuples, 0) AS chunks
+    FROM pg_stats s
+    JOIN pg_class c ON c.oid = 'chunks'::regclass
+    CROSS JOIN unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
+    WHERE s.schemaname = current_schema() AND s.tablename = 'chunks' AND s.attname = 'tsv'
+)
+SELECT w.lexeme, coalesce(common.chunks, 0) AS chunks
+FROM unnest(to_tsvector('{TS_CONFIG}', %(q)s)) AS w LEFT JOIN common USING (lexeme)
+"""
+
+
+def any_word_tsquery(word_chunks: Sequence[tuple[str, float]], common_word_chunks: int) -> str | None:
+    """The any-word fallback as `tsquery` text: the words in at most `common_word_chunks` chunks,
+    or all of them when every one is in more; None for a query without words."""
+    kept = [w for w, chunks in word_chunks if chunks <= common_word_chunks] or [w for w, _ in word_chunks]
+    return " | ".join(tsquery_literal(w) for w in kept) or None
+
+
+def tsquery_literal(lexeme: str) -> str:
+    """A lexeme quoted for `tsquery` input: taken as is, no parsing, no stemming."""
+    escaped = lexeme.replace("\\", "\\\\").replace("'", "''")
+    return f"'{escaped}'"
+
+
 async def _keyword_leg(
-    conn: AsyncConnection, tenant: str, query: str, n: int, where: str, params: dict[str, Any]
+    conn: AsyncConnection, tenant: str, params: SearchParams, n: int, where: str, filter_params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Chunks with all the words; only when there are none, chunks with any of them."""
-    strict, loose = keyword_queries(query)
-    rows: list[dict[str, Any]] = []
-    for text in dict.fromkeys((strict, loose)):  # loose is strict when the query has operators
+    """Chunks with all the words; only when there are none, chunks with any of the uncommon ones."""
+    # PostgreSQL prices `@@` like `=`, so past ~20% of the table matching, it scans every row and
+    # matches each tsvector; the GIN index hands over the matches with no recheck: 86 -> 18 ms for
+    # 23,000 matches in 100k chunks (BENCHMARKS.md). Which index (GIN, or the file btree under a
+    # file filter) stays the planner's choice.
+    await conn.execute("SET LOCAL enable_seqscan = off")
+
+    async def ranked(tsquery_sql: str, text: str) -> list[dict[str, Any]]:
         cur = await conn.execute(
             f"""
-            SELECT {COLUMNS}, ts_rank(tsv, websearch_to_tsquery('{TS_CONFIG}', %(q)s), 1) AS rank_score
+            SELECT {COLUMNS}, ts_rank(tsv, {tsquery_sql}, 1) AS rank_score
             FROM chunks
-            WHERE tenant = %(tenant)s AND tsv @@ websearch_to_tsquery('{TS_CONFIG}', %(q)s){where}
+            WHERE tenant = %(tenant)s AND tsv @@ {tsquery_sql}{where}
             ORDER BY rank_score DESC, id LIMIT %(n)s
             """,
-            {**params, "q": text, "tenant": tenant, "n": n},
+            {**filter_params, "q": text, "tenant": tenant, "n": n},
         )
-        rows = await cur.fetchall()
-        if rows:
-            break
-    return rows
+        return await cur.fetchall()
+
+    strict, loose = keyword_queries(params.query)
+    rows = await ranked(f"websearch_to_tsquery('{TS_CONFIG}', %(q)s)", strict)
+    if rows or loose == strict:  # found; or taken as written (operators); or a single word
+        return rows
+    cur = await conn.execute(_WORD_CHUNKS_SQL, {"q": params.query})
+    any_word = any_word_tsquery([(r["lexeme"], r["chunks"]) for r in await cur.fetchall()], params.common_word_chunks)
+    return await ranked("%(q)s::tsquery", any_word) if any_word else []
 
 
 def headline_fragments(headline: str) -> list[str]:
@@ -190,22 +233,52 @@ async def _highlight(conn: AsyncConnection, tenant: str, query: str, hits: list[
 
 async def search(pool: AsyncConnectionPool, tenant: str, params: SearchParams, vector: np.ndarray | None) -> list[Hit]:
     """The `k` best chunks for `params` (vector and hybrid modes need the query's `vector`)."""
+    if params.mode != "keyword" and vector is None:
+        raise ValueError(f"mode {params.mode} needs the query vector")
+
+    async def known() -> np.ndarray:
+        assert vector is not None
+        return vector
+
+    return await _search(pool, tenant, params, known, {})
+
+
+async def _search(
+    pool: AsyncConnectionPool,
+    tenant: str,
+    params: SearchParams,
+    query_vector: Callable[[], Awaitable[np.ndarray]],
+    latency: dict[str, float],
+) -> list[Hit]:
+    """Both legs at once, each in its own transaction; then fusion and highlights. Records each leg's time."""
     where, filter_params = to_sql(params.filters)
     n = params.k if params.mode != "hybrid" else max(params.k, params.candidates)
-    async with pool.connection() as conn, conn.transaction():
-        vector_rows: list[dict[str, Any]] = []
-        keyword_rows: list[dict[str, Any]] = []
-        if params.mode in ("vector", "hybrid"):
-            if vector is None:
-                raise ValueError(f"mode {params.mode} needs the query vector")
+    legs: dict[str, list[dict[str, Any]]] = {"vector": [], "keyword": []}
+
+    async def vector_leg() -> None:
+        vector = await query_vector()
+        t0 = time.perf_counter()
+        async with pool.connection() as conn, conn.transaction():
             await conn.execute(f"SET LOCAL hnsw.ef_search = {int(params.ef_search)}")
             # keep scanning the index until n rows pass the tenant and the filters
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            vector_rows = await _vector_leg(conn, tenant, vector, n, where, filter_params)
+            legs["vector"] = await _vector_leg(conn, tenant, vector, n, where, filter_params)
+        latency["vector_ms"] = _ms(t0)
+
+    async def keyword_leg() -> None:
+        t0 = time.perf_counter()
+        async with pool.connection() as conn, conn.transaction():
+            legs["keyword"] = await _keyword_leg(conn, tenant, params, n, where, filter_params)
+        latency["keyword_ms"] = _ms(t0)
+
+    async with anyio.create_task_group() as tg:
+        if params.mode in ("vector", "hybrid"):
+            tg.start_soon(vector_leg)
         if params.mode in ("keyword", "hybrid"):
-            keyword_rows = await _keyword_leg(conn, tenant, params.query, n, where, filter_params)
-        hits = _combine(params, vector_rows, keyword_rows)
-        if params.highlight and hits:
+            tg.start_soon(keyword_leg)
+    hits = _combine(params, legs["vector"], legs["keyword"])
+    if params.highlight and hits:
+        async with pool.connection() as conn:
             await _highlight(conn, tenant, params.query, hits)
     return hits
 
@@ -239,15 +312,19 @@ def _combine(params: SearchParams, vector_rows: list[dict[str, Any]], keyword_ro
 
 
 async def retrieve(pool: AsyncConnectionPool, embedder: Embedder, tenant: str, params: SearchParams) -> Retrieval:
-    """Embed the query (when the mode needs it, in a thread), then search; with per-stage latency."""
+    """Search, embedding the query (in a thread) when the mode needs it; with latency per stage:
+    `embed_ms`, `vector_ms` and `keyword_ms` for each leg run, `search_ms` for all of it. In hybrid
+    mode the keyword leg overlaps the embedding and the vector leg, so the parts add up to more."""
     latency: dict[str, float] = {}
-    vector = None
-    if params.mode != "keyword":
+
+    async def embed_query() -> np.ndarray:
         t0 = time.perf_counter()
         vector = (await anyio.to_thread.run_sync(embedder.embed, [params.query]))[0]
         latency["embed_ms"] = _ms(t0)
+        return vector
+
     t0 = time.perf_counter()
-    hits = await search(pool, tenant, params, vector)
+    hits = await _search(pool, tenant, params, embed_query, latency)
     latency["search_ms"] = _ms(t0)
     return Retrieval(hits=hits, latency_ms=latency)
 
