@@ -252,14 +252,15 @@ def postgres_url(port: int) -> str:
 # --- supervisord ------------------------------------------------------------------
 
 
-def worker_layout(cores: int, workers: int = 0) -> tuple[int, int]:
-    """(RQ workers, embedding threads each): one single-threaded worker per core by default.
+def worker_layout(cores: int, workers: int = 0, threads: int = 0) -> tuple[int, int]:
+    """(RQ workers, embedding threads each): by default one single-threaded worker per core;
+    `workers` and `threads` (LOCAL_WORKERS, EMBEDDING_THREADS) override, 0 keeps the default.
 
     On 2 cores, two workers of one thread each embedded 52.7 chunks/s end to end against 39.9 for
     one worker of two threads (BENCHMARKS.md): one worker's parsing and indexing overlaps the
     other's embedding, and one thread per model wastes nothing on synchronising threads."""
     workers = workers or cores
-    return workers, max(1, cores // workers)
+    return workers, threads or max(1, cores // workers)
 
 
 def supervisor_conf(
@@ -385,8 +386,7 @@ def supervisor_conf(
 def serve(data_dir: Path, api_bind: str, api_workers: int, workers: int = 0) -> None:
     """Write supervisord's configuration for this machine and exec supervisord."""
     data_dir = data_dir.resolve()
-    workers, threads = worker_layout(os.cpu_count() or 1, workers)
-    threads = int(os.environ.get("EMBEDDING_THREADS", 0)) or threads
+    workers, threads = worker_layout(os.cpu_count() or 1, workers, int(os.environ.get("EMBEDDING_THREADS", 0)))
     ports = {
         "valkey": int(os.environ.get("LOCAL_VALKEY_PORT", 6390)),
         "mongo": int(os.environ.get("LOCAL_MONGO_PORT", 27027)),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from app import localstack
@@ -78,6 +79,8 @@ def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
             assert wait_final(client, [fid])[fid]["status"] == "embedded"
 
         assert "RUNNING" in _ctl(data_dir, "status", "worker-1")
+        with psycopg.connect(localstack.postgres_url(ports["postgres"])) as conn:
+            assert conn.execute("SHOW shared_buffers").fetchone()[0] == "1GB"  # LOCAL_POSTGRES_SHARED_BUFFERS
         old = int(_ctl(data_dir, "pid", "worker-0"))
         os.kill(old, signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -108,6 +111,7 @@ def test_one_single_threaded_worker_per_core_each_with_its_metrics_port(tmp_path
     assert localstack.worker_layout(cores=2) == (2, 1)
     assert localstack.worker_layout(cores=8, workers=2) == (2, 4)
     assert localstack.worker_layout(cores=2, workers=4) == (4, 1)
+    assert localstack.worker_layout(cores=2, threads=2) == (2, 2)  # EMBEDDING_THREADS wins
     env = {"VALKEY_URL": "redis://127.0.0.1:1/0", "WORKER_METRICS_PORT": "9200"}
     conf = configparser.ConfigParser(interpolation=None)
     conf.read_string(localstack.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=3, threads=1))
