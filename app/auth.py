@@ -73,6 +73,10 @@ def is_loopback(api_bind: str) -> bool:
     host = bind_host(api_bind)
     if host == "unix":
         return True  # a local socket: only this machine reaches it
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -81,8 +85,19 @@ def is_loopback(api_bind: str) -> bool:
         return False
 
 
+def served_on_loopback(server: tuple[str, int | None] | None) -> bool:
+    """Did a request arrive on a loopback socket (or a unix one)? `server` is the ASGI scope's:
+    the address of the socket the server accepted it on, whatever API_BIND says."""
+    if server is None:
+        return False
+    host, port = server
+    return port is None or is_loopback_host(host)
+
+
 def check_bind(settings: Settings) -> None:
-    """Refuse to start with AUTH=disabled unless the API listens on loopback only."""
+    """Refuse to start with AUTH=disabled unless API_BIND is loopback. API_BIND is what the
+    launcher says; every request is checked against the socket it really arrived on too
+    (app/middleware.py LoopbackOnly)."""
     if settings.auth == "disabled" and not is_loopback(settings.api_bind):
         raise RuntimeError(
             f"AUTH=disabled is only allowed when the API binds to loopback (127.0.0.1, ::1); API_BIND is "
@@ -186,3 +201,22 @@ async def operator_access(
     principal = await authenticate(request, bearer, api_key)
     if not principal.has("admin"):
         raise http_error(403, "forbidden", "This API key lacks the 'admin' scope.")
+
+
+async def is_operator(request: Request) -> bool:
+    """Whether the caller may see operational detail (`/ready`'s checks): the METRICS_TOKEN, an
+    `admin` key, or anyone when AUTH=disabled. Never raises: a stranger just sees less."""
+    settings: Settings = request.app.state.settings
+    if settings.auth == "disabled":
+        return True
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    bearer = None
+    if scheme.lower() == "bearer":
+        bearer = HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials.strip())
+    if _is_metrics_token(settings, bearer):
+        return True
+    try:
+        principal = await authenticate(request, bearer, request.headers.get("x-api-key"))
+    except Exception:  # noqa: BLE001 - a wrong key, or MongoDB away: the short answer (the token needs no MongoDB)
+        return False
+    return principal.has("admin")

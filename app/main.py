@@ -16,12 +16,13 @@ from fastapi.responses import JSONResponse, Response
 from pymongo import AsyncMongoClient
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import scratch
 from app.api import admin, answers, files, ops, search, uploads
 from app.api.search import describe_errors
 from app.auth import check_bind
 from app.embedding import load_embedder
 from app.logs import setup_logging
-from app.middleware import BodyLimit, RequestObservability
+from app.middleware import BodyLimit, LoopbackOnly, RequestObservability
 from app.ratelimit import RateLimits
 from app.retrieval.llm import ChatClient
 from app.settings import Settings, get_settings
@@ -113,7 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tz_aware=True,
         )
         file_store = FileStore(mongo, settings.mongo_db)
-        idempotency = IdempotencyStore(mongo, settings.mongo_db, settings.idempotency_ttl_s)
+        idempotency = IdempotencyStore(mongo, settings.mongo_db, settings.idempotency_ttl_s, settings.saving_timeout_s)
+        await anyio.to_thread.run_sync(scratch.sweep, scratch.root(settings))  # what a kill -9 left behind
         keys = KeyStore(mongo, settings.mongo_db)
         await file_store.ensure_indexes()
         await idempotency.ensure_indexes()
@@ -165,5 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     upload_limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
     app.add_middleware(BodyLimit, upload_limit=upload_limit, other_limit=settings.max_json_bytes)
+    if settings.auth == "disabled":
+        app.add_middleware(LoopbackOnly)
     app.add_middleware(RequestObservability)  # request id, one log line and metrics per request (outermost)
     return app

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth import served_on_loopback
 from app.logs import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from app.metrics import api_metrics
 
@@ -194,3 +195,22 @@ class BodyLimit:
             if started or exc.status_code != 413:
                 raise
             await JSONResponse({"detail": exc.detail}, 413)(scope, receive, send)
+
+
+class LoopbackOnly:
+    """With AUTH=disabled: refuse (403 `remote_access_refused`) a request that arrived on a socket
+    that is not loopback, whatever API_BIND claims (a server started by hand with `--host 0.0.0.0`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not served_on_loopback(scope.get("server")):
+            detail = {
+                "code": "remote_access_refused",
+                "message": "This API runs with AUTH=disabled and answers only on a loopback address. "
+                "Enable AUTH to serve other interfaces.",
+            }
+            await JSONResponse({"detail": detail}, 403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

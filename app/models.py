@@ -13,6 +13,9 @@ class ErrorInfo(BaseModel):
     message: str
 
 
+LEGACY_LAST_ERROR = ErrorInfo(code="dependency_unavailable", message="A transient failure; the file was tried again.")
+
+
 class FileOut(BaseModel):
     file_id: str
     filename: str
@@ -24,7 +27,7 @@ class FileOut(BaseModel):
     progress: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     attempts: int = 0
-    last_error: str | None = None  # the transient failure or lost worker behind the latest retry
+    last_error: ErrorInfo | None = None  # why the latest retry happened: a server away, a lost worker
     page_count: int | None = None
     chunk_count: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)  # from the upload; search filters match it
@@ -36,7 +39,10 @@ class FileOut(BaseModel):
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "FileOut":
-        return cls(file_id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields})
+        fields = {k: v for k, v in doc.items() if k in cls.model_fields}
+        if isinstance(fields.get("last_error"), str):  # stored before it was scrubbed: may name hosts
+            fields["last_error"] = LEGACY_LAST_ERROR
+        return cls(file_id=doc["_id"], **fields)
 
 
 class UploadedFile(BaseModel):

@@ -10,12 +10,16 @@ storage as it comes.
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from starlette.requests import ClientDisconnect, Request
 
 
 class MultipartError(ValueError):
     pass
+
+
+class TruncatedBody(MultipartError):
+    """The body ended before the closing boundary: a killed client, or a proxy that cut it."""
 
 
 @dataclass
@@ -103,11 +107,13 @@ async def events(request: Request) -> AsyncIterator[Event]:
                 yield ev
             pending.clear()
         parser.finalize()
+        if parser.state != MultipartState.END:
+            raise TruncatedBody("the body ended before the closing multipart boundary; nothing was kept")
     except MultipartError:
         raise
+    except ClientDisconnect as exc:
+        raise TruncatedBody("the client went away before the body ended; nothing was kept") from exc
     except Exception as exc:
-        if type(exc).__name__ == "ClientDisconnect":
-            raise
         if exc.__class__.__module__.startswith("python_multipart"):
             raise MultipartError(f"malformed multipart body: {exc}") from exc
         raise

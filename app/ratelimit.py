@@ -6,7 +6,10 @@ notation: `60/minute`, `10/second;300/hour`). The strategy is a moving window (a
 log: a request counts for exactly one window after it, no burst at window edges), kept
 in Valkey by `limits`' atomic Lua scripts, so every gunicorn worker and every API host
 shares one count per key. Over the limit: 429 `rate_limited` with `Retry-After` (seconds
-until the oldest request in the window leaves it).
+until the oldest request in the window leaves it). Every request that reaches the check
+counts, whatever its answer turns out to be; one refused by the limit itself does not, so a
+client that waits `Retry-After` gets through. A limit set to `off` (the default with
+AUTH=disabled) is not checked.
 
 If Valkey does not answer, the request is let through and a warning logged (fail open):
 an upload would fail on the queue anyway, and searches keep working.
@@ -45,8 +48,8 @@ class RateLimits:
         )
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.items: dict[Kind, list[RateLimitItem]] = {
-            "upload": parse_many(settings.upload_rate),
-            "query": parse_many(settings.query_rate),
+            "upload": [] if settings.upload_rate == "off" else parse_many(settings.upload_rate),
+            "query": [] if settings.query_rate == "off" else parse_many(settings.query_rate),
         }
 
     async def check(self, kind: Kind, key_id: str) -> None:

@@ -7,10 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+DEFAULT_UPLOAD_RATE = "60/minute"
+DEFAULT_QUERY_RATE = "600/minute"
+DEFAULT_MAX_PENDING = 1000
 
 
 class Settings(BaseSettings):
@@ -49,9 +52,13 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(60, gt=0)  # a processing file silent this long is requeued
     watchdog_interval_s: float = Field(15, gt=0)
     queued_grace_s: float = Field(30, ge=0)  # a queued file with no job this long is enqueued again
-    saving_timeout_s: float = Field(3600, gt=0)  # an upload this old still `saving` was abandoned
+    # the lease of an upload being received: renewed while bytes arrive (every quarter of it); an upload
+    # whose lease expired (its request died or stalled this long) is removed by the watchdog, and an
+    # Idempotency-Key whose request died is free again after it
+    saving_timeout_s: float = Field(120, gt=0)
     sweep_interval_s: float = Field(600, gt=0)  # orphan chunks and bytes
     dependency_timeout_s: float = Field(1.0, gt=0)
+    ready_cache_s: float = Field(2.0, ge=0)  # GET /ready reuses its checks' result this long (per API process)
     # queue depth for the workers' autoscaling, published by the watchdog
     cloudwatch_metrics: bool = False
     cloudwatch_namespace: str = "Docproc"
@@ -64,9 +71,12 @@ class Settings(BaseSettings):
     api_bind: str = "127.0.0.1:8000"  # where the API listens (gunicorn's --bind); checked against AUTH
     default_tenant: str = Field("default", pattern=TENANT_PATTERN)  # the tenant of every caller when AUTH=disabled
     metrics_token: SecretStr | None = None  # bearer token for GET /metrics (Prometheus); unset: /metrics refused
-    upload_rate: str = "60/minute"  # per API key: POST /upload requests (the `limits` notation, e.g. "10/second")
-    query_rate: str = "600/minute"  # per API key: /query, /search, /generate, /generate-text-with-context
-    max_pending_files_per_tenant: int = Field(1000, ge=1)  # saving + queued + processing, per tenant
+    # per API key, in the `limits` notation ("10/second", "100/hour;10/minute"), or "off"; "auto" is
+    # the first value with AUTH=enabled and "off" with AUTH=disabled (one tenant: nobody to protect)
+    upload_rate: str = "auto"  # POST /upload requests; auto: 60/minute
+    query_rate: str = "auto"  # /query, /search, /generate, /generate-text-with-context; auto: 600/minute
+    # saving + queued + processing, per tenant; 0 = no cap; unset: 1000 with AUTH=enabled, no cap without
+    max_pending_files_per_tenant: int | None = Field(None, ge=0)
     max_json_bytes: int = Field(1024 * 1024, gt=0)  # largest request body of any endpoint but POST /upload
     key_touch_interval_s: float = Field(60, ge=0)  # an API key's last_used_at is written at most this often
 
@@ -75,11 +85,26 @@ class Settings(BaseSettings):
     def _rate(cls, value: str) -> str:
         from limits import parse_many
 
+        value = value.strip()
+        if value.lower() in ("auto", "off", ""):
+            return value.lower() or "off"
         try:
             parse_many(value)
         except ValueError as exc:
-            raise ValueError(f"not a rate limit ({exc}); e.g. 60/minute or 10/second") from exc
+            raise ValueError(f"not a rate limit ({exc}); e.g. 60/minute or 10/second, or off") from exc
         return value
+
+    @model_validator(mode="after")
+    def _limits_by_auth(self) -> "Settings":
+        """Limits protect tenants from each other: on by default with AUTH=enabled, off without."""
+        on = self.auth == "enabled"
+        if self.upload_rate == "auto":
+            self.upload_rate = DEFAULT_UPLOAD_RATE if on else "off"
+        if self.query_rate == "auto":
+            self.query_rate = DEFAULT_QUERY_RATE if on else "off"
+        if self.max_pending_files_per_tenant is None:
+            self.max_pending_files_per_tenant = DEFAULT_MAX_PENDING if on else 0
+        return self
 
     # parsing and chunking
     chunk_max_tokens: int = Field(256, ge=32, le=512)

@@ -31,6 +31,8 @@ class Stage(StrEnum):
 
 
 FINAL = frozenset({FileStatus.EMBEDDED, FileStatus.FAILED})
+# states someone is working in, under a lease (app/lease.py): the receiving request, the worker
+IN_FLIGHT = frozenset({FileStatus.SAVING, FileStatus.PROCESSING})
 
 ALLOWED: dict[FileStatus, frozenset[FileStatus]] = {
     FileStatus.SAVING: frozenset({FileStatus.QUEUED}),
@@ -72,6 +74,9 @@ class ErrorCode(StrEnum):
     TOO_MANY_CHARACTERS = "too_many_characters"
     OCR_DISABLED = "ocr_disabled"
     OCR_FAILED = "ocr_failed"
+    JOB_TIMEOUT = "job_timeout"
+    # why a file went back to `queued` (its `last_error`), never a final state
+    DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
 
 
 MESSAGES: dict[ErrorCode, str] = {
@@ -97,6 +102,8 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.TOO_MANY_CHARACTERS: "The document has more text than allowed.",
     ErrorCode.OCR_DISABLED: "The document has only scanned pages, and text recognition (OCR) is turned off.",
     ErrorCode.OCR_FAILED: "Text recognition (OCR) of a scanned page failed.",
+    ErrorCode.JOB_TIMEOUT: "Processing the file took longer than the job's time limit.",
+    ErrorCode.DEPENDENCY_UNAVAILABLE: "A server the pipeline needs was unavailable; the file will be tried again.",
 }
 
 
@@ -128,8 +135,10 @@ def transition(
     stamp = now()
     update: dict[str, Any] = {"$set": {"status": new.value, "updated_at": stamp, **fields}}
     if new is FileStatus.PROCESSING:
-        update["$inc"] = {"attempts": 1}
-        update["$set"].update(started_at=stamp, heartbeat_at=stamp, error=None)
+        update["$inc"] = {"attempts": 1}  # the claim's fencing token (app/fencing.py)
+        update["$set"].update(started_at=stamp, error=None)
+    if new not in IN_FLIGHT:
+        update["$set"].setdefault("lease", None)  # nobody is working on it (app/lease.py)
     if new in FINAL:
         update["$set"]["finished_at"] = stamp
         update["$set"].setdefault("stage", None)

@@ -1,22 +1,29 @@
 """Receiving an upload: each file streamed to storage while hashed and measured.
 
 A request is all or nothing: if any file is refused (too large, unsupported,
-empty) or the client goes away, every file of the request is rolled back (bytes
-and status documents) and none is queued. Files are queued only once the whole
-body has arrived, so no job can start on a file whose request later fails.
+empty), the body is cut short or the client goes away, every file of the request
+is rolled back (bytes and status documents) and none is queued. Files are queued
+only once the whole body has arrived, so no job can start on a file whose request
+later fails.
+
+While it is received, a file is `saving` under the request's lease (app/lease.py),
+renewed every quarter of SAVING_TIMEOUT_S while bytes arrive: however slow the
+client, the watchdog leaves the upload alone; if the client stalls past the lease,
+the watchdog removes it and the request answers 408 `upload_expired`, never 202.
 """
 
 import hashlib
+import json
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
 from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 
-from app import filetypes
+from app import filetypes, lease
 from app.filenames import display_name, safe_name
 from app.multipart import PartData, PartEnd, PartStart, events
 from app.retrieval import metadata
@@ -56,33 +63,104 @@ class IncomingFile:
         return self.hasher.hexdigest()
 
 
+EXPIRED = "The upload stalled for longer than SAVING_TIMEOUT_S and was discarded; nothing was kept. Send it again."
+
+
+class RequestDigest:
+    """What makes two upload requests the same (an Idempotency-Key's fingerprint): SHA-256 over the
+    tenant and every part's name, filename and content, in order."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.parts: list[tuple[str, str | None, str]] = []
+        self._part: PartStart | None = None
+        self._hasher = hashlib.sha256()
+
+    def start(self, part: PartStart) -> None:
+        self._part, self._hasher = part, hashlib.sha256()
+
+    def data(self, data: bytes) -> None:
+        self._hasher.update(data)
+
+    def end(self, content_sha256: str | None = None) -> None:
+        """A part ended; `content_sha256` when its bytes were hashed elsewhere (a file's own hash)."""
+        if self._part is not None:
+            self.parts.append((self._part.name, self._part.filename, content_sha256 or self._hasher.hexdigest()))
+            self._part = None
+
+    def hexdigest(self) -> str:
+        return hashlib.sha256(json.dumps([self.tenant, self.parts]).encode()).hexdigest()
+
+
+async def digest_only(request: Request, tenant: str) -> str:
+    """The request's digest, reading its body and storing nothing (to compare a retry with the first)."""
+    digest = RequestDigest(tenant)
+    async for ev in events(request):
+        if isinstance(ev, PartStart):
+            digest.start(ev)
+        elif isinstance(ev, PartData):
+            digest.data(ev.data)
+        else:
+            digest.end()
+    return digest.hexdigest()
+
+
 class Receiver:
-    def __init__(self, request: Request, tenant: str, stores: Stores, settings: Settings, capacity: int) -> None:
+    def __init__(
+        self,
+        request: Request,
+        tenant: str,
+        stores: Stores,
+        settings: Settings,
+        owner: str,
+        renew_also: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.request = request
-        self.capacity = capacity  # files this tenant may still add (MAX_PENDING_FILES_PER_TENANT)
         self.tenant = tenant
         self.stores = stores
         self.settings = settings
         self.files: list[IncomingFile] = []
         self.mongo_down = False  # skip MongoDB in a rollback once it has failed to answer
         self.fields: dict[str, bytearray] = {}  # metadata parts (app/retrieval/metadata.py), before or after files
+        self.digest = RequestDigest(tenant)
+        self.owner = owner  # who holds the lease of the request's files (app/lease.py)
+        self.renew_also = renew_also  # another lease this request holds (its Idempotency-Key)
+        self.renewer = lease.Renewer(self._renew, settings.saving_timeout_s / 4)
+
+    async def _renew(self) -> bool:
+        ids = [f.file_id for f in self.files if not f.duplicate_of]
+        ttl = self.settings.saving_timeout_s
+        ok = not ids or await self.stores.files.renew_saving(self.tenant, ids, self.owner, ttl)
+        if self.renew_also is not None:
+            ok = await self.renew_also() and ok
+        return ok
+
+    async def _keep_lease(self) -> None:
+        if not await self.renewer.tick():
+            raise UploadRejected(408, "upload_expired", EXPIRED)
 
     async def receive(self) -> list[IncomingFile]:
         current: IncomingFile | None = None
         field_buf: bytearray | None = None
         try:
             async for ev in events(self.request):
+                await self._keep_lease()
                 if isinstance(ev, PartStart):
+                    self.digest.start(ev)
                     field_buf = self._field(ev.name) if ev.name in metadata.PARTS else None
                     current = await self._start(ev) if ev.filename is not None and field_buf is None else None
-                elif isinstance(ev, PartData) and field_buf is not None:
-                    field_buf += ev.data
-                    if len(field_buf) > metadata.MAX_BYTES:
-                        raise UploadRejected(422, "invalid_metadata", "A metadata part is larger than 16 KB.")
                 elif isinstance(ev, PartData) and current is not None:
                     await self._feed(current, ev.data)
-                elif isinstance(ev, PartEnd) and current is not None:
-                    await self._finish(current)
+                elif isinstance(ev, PartData):
+                    self.digest.data(ev.data)
+                    if field_buf is not None:
+                        field_buf += ev.data
+                        if len(field_buf) > metadata.MAX_BYTES:
+                            raise UploadRejected(422, "invalid_metadata", "A metadata part is larger than 16 KB.")
+                elif isinstance(ev, PartEnd):
+                    self.digest.end(current.sha256 if current is not None else None)
+                    if current is not None:
+                        await self._finish(current)
                     current = None
             if not self.files:
                 raise UploadRejected(422, ErrorCode.EMPTY_FILE, "No file in the request: send `files` parts.")
@@ -113,11 +191,12 @@ class Receiver:
                 ErrorCode.TOO_MANY_FILES,
                 f"At most {self.settings.max_files_per_request} files per request.",
             )
-        if len(self.files) >= self.capacity:
+        cap = self.settings.max_pending_files_per_tenant
+        if cap and await self.stores.files.count_pending(self.tenant) >= cap:  # other requests' files count too
             raise UploadRejected(
                 429,
                 "tenant_queue_full",
-                f"This request would take the tenant past {self.settings.max_pending_files_per_tenant} files waiting "
+                f"This request would take the tenant past {cap} files waiting "
                 "or being processed (MAX_PENDING_FILES_PER_TENANT); nothing was kept. Retry when some are done.",
             )
         file_id = str(uuid.uuid4())
@@ -146,7 +225,9 @@ class Receiver:
                 "declared_content_type": part.content_type,
                 "storage_key": incoming.key,
                 "storage": self.settings.storage,
-            }
+            },
+            self.owner,
+            self.settings.saving_timeout_s,
         )
 
     async def _feed(self, f: IncomingFile, data: bytes) -> None:
@@ -209,23 +290,27 @@ class Receiver:
         f.duplicate_of, f.duplicate_status = existing_id, existing_status
 
     async def queue_all(self) -> None:
-        """saving -> queued, then the job: a job never finds its file still saving."""
-        for f in self.files:
-            if f.duplicate_of:
-                continue
-            await self.stores.files.mark_queued(
-                self.tenant, f.file_id, size=f.size, sha256=f.sha256, content_type=f.content_type, metadata=f.metadata
-            )
-            await anyio.to_thread.run_sync(
-                self.stores.jobs.enqueue_file, f.file_id, f.size, getattr(self.request.state, "request_id", None)
-            )
+        """saving -> queued for every file, then their jobs: a job never finds its file still saving,
+        and no job starts before the request knows it will answer 202.
+
+        A file whose lease was lost (the watchdog removed the stalled upload) fails the request
+        (UploadRejected 408): the caller rolls back, the client never sees 202 for it.
+        """
+        new = [f for f in self.files if not f.duplicate_of]
+        for f in new:
+            fields = {"size": f.size, "sha256": f.sha256, "content_type": f.content_type, "metadata": f.metadata}
+            if not await self.stores.files.mark_queued(self.tenant, f.file_id, self.owner, **fields):
+                raise UploadRejected(408, "upload_expired", EXPIRED)
+        request_id = getattr(self.request.state, "request_id", None)
+        for f in new:
+            await anyio.to_thread.run_sync(self.stores.jobs.enqueue_file, f.file_id, f.size, request_id)
 
     async def rollback(self) -> None:
         """Remove every trace of this request's files; each step tried on its own.
 
         Once MongoDB fails to answer, its remaining steps are skipped so the error
         reaches the client fast; a `saving` document left behind is removed by the
-        watchdog after SAVING_TIMEOUT_S.
+        watchdog once its lease expires (SAVING_TIMEOUT_S).
         """
         for f in self.files:
             if f.writer is not None and not f.committed:
@@ -235,6 +320,7 @@ class Receiver:
             if f.doc_created and not self.mongo_down:
                 try:
                     await self.stores.files.delete(self.tenant, f.file_id)
+                    self.stores.files.forget_pending(self.tenant)
                 except ConnectionFailure:
                     self.mongo_down = True
                 except Exception:

@@ -484,7 +484,7 @@ def test_gelf_over_tcp() -> None:
 
 
 def test_ready_when_everything_answers(obs: Obs) -> None:
-    r = obs.client.get("/ready")
+    r = obs.client.get("/ready", headers=METRICS_AUTH)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
@@ -499,7 +499,9 @@ def test_ready_is_503_while_a_server_is_down_and_200_when_it_returns(obs: Obs, s
     obs.stack.stop_server(server)
     try:
         start = time.monotonic()
-        r = wait_for(lambda: (r := obs.client.get("/ready")).status_code == 503 and r, f"/ready 503 ({server})")
+        # the operator's token: an admin key cannot be checked while MongoDB is away
+        ready = lambda: obs.client.get("/ready", headers=METRICS_AUTH)  # noqa: E731
+        r = wait_for(lambda: (r := ready()).status_code == 503 and r, f"/ready 503 ({server})")
         body = r.json()
         assert body["status"] == "unavailable" and body["checks"][name]["ok"] is False
         assert body["checks"][name]["error"] and body["checks"][name]["latency_ms"] < 2500
@@ -520,12 +522,33 @@ def test_ready_is_503_when_storage_is_unwritable(obs: Obs) -> None:
     uploads.rename(aside)
     uploads.write_text("not a directory")
     try:
-        r = obs.client.get("/ready")
-        assert r.status_code == 503 and r.json()["checks"]["storage"]["ok"] is False
+        r = wait_for(lambda: (r := obs.client.get("/ready")).status_code == 503 and r, "/ready 503 (storage)")
+        assert r.json()["checks"]["storage"]["ok"] is False
     finally:
         uploads.unlink()
         aside.rename(uploads)
-    assert obs.client.get("/ready").status_code == 200
+    wait_for(lambda: obs.client.get("/ready").status_code == 200, "/ready 200 after storage returned")
+
+
+def test_ready_tells_strangers_only_its_status(obs: Obs) -> None:
+    with httpx.Client(base_url=obs.url) as anonymous:
+        r = anonymous.get("/ready")
+        assert r.status_code == 200 and r.json() == {"status": "ready"}  # no topology, latencies or errors
+        wrong = anonymous.get("/ready", headers={"Authorization": "Bearer dp_000000000000_" + "x" * 43})
+        assert wrong.json() == {"status": "ready"}
+    read_only = obs.stack.client(obs.url, scopes="read", mongo_db=MONGO_DB)
+    assert "checks" not in read_only.get("/ready").json()  # a tenant's key is no operator
+    read_only.close()
+    assert set(obs.client.get("/ready").json()["checks"]) == {"mongodb", "valkey", "postgresql", "storage"}  # admin
+
+
+def test_ready_reuses_its_checks_for_a_moment(obs: Obs) -> None:
+    first = obs.client.get("/ready", headers=METRICS_AUTH).json()["checks"]
+    again = [obs.client.get("/ready", headers=METRICS_AUTH).json()["checks"] for _ in range(20)]
+    assert sum(1 for a in again if a == first) >= 15  # the same round of checks (READY_CACHE_S = 2 s)
+    time.sleep(2.2)
+    later = [obs.client.get("/ready", headers=METRICS_AUTH).json()["checks"] for _ in range(3)]
+    assert any(c != first for c in later)  # a new round: new latencies
 
 
 # --- the job observer on its own ---------------------------------------------------------------------

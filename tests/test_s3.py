@@ -1,6 +1,7 @@
 """STORAGE=s3 against moto's S3 server: the API streams to S3, a real `rq worker`
 process reads from it, DELETE removes the objects."""
 
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -63,7 +64,7 @@ def test_watchdog_publishes_queue_depth_to_cloudwatch(s3_env: dict[str, str], mo
                         cloudwatch_namespace="DocprocTest")  # fmt: skip
     cw = cloudwatch_client(settings)
     try:
-        depth = publish_queue_depth(w.__class__(settings, w.files, w.jobs, w.blobs), cw)
+        depth = publish_queue_depth(dataclasses.replace(w, settings=settings), cw)
     finally:
         queue.remove("depth-probe")
     assert depth >= 1

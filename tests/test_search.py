@@ -334,7 +334,7 @@ def wait_interaction(stack: Stack, interaction_id: str, timeout: float = 10) -> 
 # --- the SQL directly: tenancy, iterative index scans, schema upgrade ------------------------------
 
 
-def with_pool(stack: Stack, work: Callable[[AsyncConnectionPool], Awaitable[T]]) -> T:
+def with_pool(stack: Stack, work: Callable[[AsyncConnectionPool], Awaitable[T]], extra_options: str = "") -> T:
     """Run `work` with a pool whose sessions may not use a sequential scan, a bitmap scan or a sort:
     the HNSW index it is, as on a table too big for anything else. One event loop for it all."""
 
@@ -342,7 +342,7 @@ def with_pool(stack: Stack, work: Callable[[AsyncConnectionPool], Awaitable[T]])
         await register_vector_async(conn)
 
     async def main() -> T:
-        options = "-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off"
+        options = f"-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off {extra_options}"
         async with AsyncConnectionPool(
             stack.env["DATABASE_URL"],
             min_size=1,
@@ -400,6 +400,45 @@ def test_filtered_vector_search_still_returns_k_with_an_iterative_index_scan(sta
         found, plan = with_pool(stack, without_iterative_scan)
         assert "chunks_embedding_hnsw" in plan  # the index is what is scanned
         assert found < k  # ef_search candidates, then the filter: too few without iterative scans
+    finally:
+        with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+            conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))
+
+
+def test_a_filter_that_outlasts_the_index_scan_still_returns_the_k_nearest(stack: Stack) -> None:
+    """An iterative scan stops after hnsw.max_scan_tuples rows: a filter few rows pass then came back
+    short although more matched. The search counts such a result again, exactly."""
+    tenant = f"scan-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(11)
+    n, k = 4000, 5
+    vectors = _unit(rng, n)
+    rare = [i for i in range(n) if i % 400 == 0]  # 10 rows pass the filter
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        register_vector(conn)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO chunks (tenant, file_id, ordinal, text, filename, content_type, embedding, metadata) "
+                "VALUES (%s, %s, 0, %s, 'r.txt', 'text/plain', %s, %s)",
+                [(tenant, uuid.uuid4(), f"row {i}", vectors[i], json.dumps({"rare": i in rare})) for i in range(n)],
+            )
+        conn.commit()
+    try:
+        query_vec = _unit(rng, 1)[0]
+        params = SearchParams(query="x", mode="vector", k=k, filters=Filters(metadata={"rare": True}), ef_search=20)
+
+        async def index_only(pool: AsyncConnectionPool) -> int:  # what the index scan alone finds
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute("SET LOCAL hnsw.ef_search = 20")
+                await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                sql = ("SELECT id FROM chunks WHERE tenant = %(t)s AND metadata @> '{\"rare\": true}' "
+                       "ORDER BY embedding <=> %(v)s LIMIT %(k)s")  # fmt: skip
+                return len(await (await conn.execute(sql, {"t": tenant, "v": query_vec, "k": k})).fetchall())
+
+        limit = "-c hnsw.max_scan_tuples=100"  # gives up long before it has read the 1 row in 400 that passes
+        assert with_pool(stack, index_only, limit) < k
+        hits = with_pool(stack, lambda pool: search(pool, tenant, params, query_vec), limit)
+        nearest = sorted(rare, key=lambda i: -float(vectors[i] @ query_vec))[:k]
+        assert [h.text for h in hits] == [f"row {i}" for i in nearest]
     finally:
         with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
             conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))

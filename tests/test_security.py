@@ -4,13 +4,17 @@ The session API runs with AUTH=enabled (tests/stack.py); keys are made straight 
 MongoDB by `Stack.key` (as `python -m app.keys create` does) or through /admin/keys.
 """
 
+import concurrent.futures
 import io
+import ipaddress
 import json
 import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +24,7 @@ import pytest
 from pymongo import MongoClient
 
 from app.auth import check_bind, is_loopback, parse_key, parse_scopes
+from app.localstack import free_port
 from app.logs import ContextFilter, JsonFormatter, redact
 from app.settings import Settings
 from tests.helpers import make_pdf, run_worker, upload, wait_final
@@ -295,6 +300,90 @@ def test_request_bodies_are_bounded_before_they_are_read(limited: str, stack: St
         assert answer.startswith("HTTP/1.1 413") and "request_too_large" in answer, answer
 
 
+def test_a_request_refused_by_the_limit_does_not_count(stack: Stack) -> None:
+    """A client that waits Retry-After gets through, however often it was refused meanwhile."""
+    proc, url = start_api(stack, "api-window", env={"QUERY_RATE": "3/2second"})
+    try:
+        with stack.client(url, tenant=f"rw-{uuid.uuid4().hex[:6]}", scopes="read") as c:
+            assert [c.get("/search", params={"q": "w"}).status_code for _ in range(3)] == [200] * 3
+            refused = [c.get("/search", params={"q": "w"}) for _ in range(20)]  # hammering while refused
+            assert {r.status_code for r in refused} == {429}
+            time.sleep(int(refused[0].headers["retry-after"]) + 0.2)
+            assert c.get("/search", params={"q": "w"}).status_code == 200
+    finally:
+        proc.stop()
+
+
+def test_the_pending_cap_holds_across_concurrent_requests_of_a_tenant(limited: str, stack: Stack) -> None:
+    """MAX_PENDING_FILES_PER_TENANT=2: a request still receiving its files counts against another's."""
+    tenant = f"qc-{uuid.uuid4().hex[:6]}"
+    started = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="slow.txt"\r\n\r\n'
+        yield _unique("slow one") + b"\r\n"
+        started.set()
+        time.sleep(0.6)  # the other request arrives now, within the count's 1 s reuse
+        yield b"--b--\r\n"
+
+    with stack.client(limited, tenant=tenant) as c, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            c.post, "/upload", content=slow_body(), headers={"content-type": "multipart/form-data; boundary=b"}
+        )
+        started.wait(10)
+        second = upload(c, ("x.txt", _unique("second")), ("y.txt", _unique("third")))
+        answers = [first.result(30), second]
+        assert sorted(r.status_code for r in answers) == [202, 429], [r.text for r in answers]
+        assert c.get("/stats").json()["pending"] <= 2
+        for f in c.get("/files").json()["items"]:
+            c.delete(f"/files/{f['file_id']}")
+
+
+def _boundary_body(*, close: bool) -> bytes:
+    body = b'--z\r\nContent-Disposition: form-data; name="files"; filename="cut.txt"\r\n\r\n' + b"cut short " * 500
+    return body + (b"\r\n--z--\r\n" if close else b"")
+
+
+def test_a_body_without_its_closing_boundary_is_400_and_leaves_nothing(
+    stack: Stack, api_url: str, data_dir: Path
+) -> None:
+    tenant = f"tr-{uuid.uuid4().hex[:6]}"
+    before = set((data_dir / "uploads").iterdir())
+    with stack.client(api_url, tenant=tenant) as c:
+        r = c.post(
+            "/upload", content=_boundary_body(close=False), headers={"content-type": "multipart/form-data; boundary=z"}
+        )
+        assert r.status_code == 400 and _code(r) == "truncated_multipart", r.text
+        assert c.get("/files").json()["total"] == 0
+        assert c.get("/stats").json()["pending"] == 0
+        ok = c.post(
+            "/upload", content=_boundary_body(close=True), headers={"content-type": "multipart/form-data; boundary=z"}
+        )
+        assert ok.status_code == 202  # the same body, whole
+        c.delete(f"/files/{ok.json()['files'][0]['file_id']}")
+    assert set((data_dir / "uploads").iterdir()) == before  # no .part file, no directory
+
+
+def test_a_client_killed_mid_body_leaves_nothing(stack: Stack, api_url: str, data_dir: Path) -> None:
+    tenant = f"tk-{uuid.uuid4().hex[:6]}"
+    before = set((data_dir / "uploads").iterdir())
+    host, port = api_url.removeprefix("http://").split(":")
+    body = _boundary_body(close=True)
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {stack.key(tenant)}\r\n"
+        f"Content-Type: multipart/form-data; boundary=z\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.5)  # the file is being received
+    # the socket is closed: the client is gone
+    with stack.client(api_url, tenant=tenant) as c:
+        deadline = time.monotonic() + 10
+        while c.get("/files").json()["total"] or set((data_dir / "uploads").iterdir()) != before:
+            assert time.monotonic() < deadline, c.get("/files").json()
+            time.sleep(0.2)
+
+
 # --- hostile input ---------------------------------------------------------------------------------------------
 
 
@@ -344,6 +433,49 @@ def test_auth_disabled_only_on_loopback(bind: str, loopback: bool) -> None:
 def test_api_refuses_to_start_with_auth_disabled_on_a_public_bind(stack: Stack) -> None:
     with pytest.raises(RuntimeError, match="AUTH=disabled"):
         start_api(stack, "api-open", env={"AUTH": "disabled", "API_BIND": "0.0.0.0:8000"})
+
+
+def _outward_address() -> str:
+    """This machine's address on its first non-loopback interface (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the route
+        return s.getsockname()[0]
+
+
+def test_auth_disabled_answers_only_on_loopback_whatever_api_bind_says(stack: Stack) -> None:
+    address = _outward_address()
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.skip("this machine has no non-loopback interface to listen on")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+    ]
+    # API_BIND claims loopback, the server listens everywhere: the guard must look at the real socket
+    proc = stack.spawn("api-lying-bind", argv, env={"AUTH": "disabled", "API_BIND": "127.0.0.1:8000"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.popen.poll() is None, proc.tail()
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/files", timeout=10).status_code == 200
+        remote = httpx.get(f"http://{address}:{port}/files", timeout=10)
+        assert remote.status_code == 403 and _code(remote) == "remote_access_refused", remote.text
+        assert httpx.get(f"http://{address}:{port}/health", timeout=10).status_code == 403
+    finally:
+        proc.stop()
 
 
 def test_auth_disabled_on_loopback_is_the_default_tenant(stack: Stack) -> None:

@@ -11,8 +11,10 @@ import redis.exceptions
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
+from app import lease
+from app.fencing import Claim, StaleClaim
 from app.metrics import JobObserver
-from app.status import ErrorCode, FileStatus, PipelineError, Stage
+from app.status import ErrorCode, PipelineError, Stage, error_doc
 from app.stores.chunks import ChunkRow
 from worker.heartbeat import Heartbeat
 from worker.parsing import parse
@@ -29,7 +31,6 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
         psycopg.OperationalError,
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
-        JobTimeoutException,
         ConnectionError,
         TimeoutError,
     ]
@@ -46,60 +47,98 @@ TRANSIENT = _transient_errors()
 
 
 class FileGone(Exception):
-    """The file was deleted or taken back while the job ran: stop, leave nothing behind."""
+    """The file was deleted or taken back while the job ran: stop. Nothing to clean up: a delete and
+    the watchdog's takeover fence the file's chunks off (app/fencing.py), removing what we wrote."""
 
 
 def process_file(file_id: str) -> dict[str, Any]:
     """Parse, chunk, embed and index one file.
 
     The claim (queued -> processing) is atomic: a duplicate job, or a job for a
-    file that is already final, deleting or deleted, does nothing. A failure caused
-    by the file ends it `failed` with a stable code. A failure of a server the
-    pipeline needs hands the file back to `queued` and re-raises, so RQ retries the
-    job with backoff; after `MAX_ATTEMPTS` the file is `failed` (retries_exhausted).
+    file that is already final, deleting or deleted, does nothing. Every write the
+    job makes afterwards carries the claim's fencing token, so a job that was paused
+    past its lease and woke up after the file was handed to another worker writes
+    nothing. A failure caused by the file ends it `failed` with a stable code and no
+    chunks. A failure of a server the pipeline needs hands the file back to `queued`
+    and re-raises, so RQ retries the job with backoff; after `MAX_ATTEMPTS` the file
+    is `failed` (retries_exhausted).
     """
     with JobObserver(file_id, _request_id()) as obs:  # stage timings, counters, log lines; no effect on the job
         r = resources()
-        doc = r.files.claim(file_id)
-        if doc is None:
+        s = r.settings
+        claimed = r.files.claim(file_id, lease.owner_id(f"job:{file_id}"), s.heartbeat_timeout_s)
+        if claimed is None:
             log.info("file %s is not queued (duplicate job, final or deleted): skipped", file_id)
             obs.finish("skipped")
             return {"file_id": file_id, "skipped": True}
-        with Heartbeat(r.files, file_id, r.settings.heartbeat_interval_s) as beat:
+        claim, doc = claimed
+        with Heartbeat(r.files, claim, s.heartbeat_interval_s, s.heartbeat_timeout_s) as beat:
             try:
-                return _run(r, doc, beat, obs)
-            except FileGone:
-                now_doc = r.files.get(file_id)
-                if now_doc is None or now_doc["status"] == FileStatus.DELETING.value:
-                    r.chunks.delete_file(file_id)  # requeued instead: the next run replaces our chunks
-                log.info("file %s was deleted or taken back while processing: stopped", file_id)
+                return _run(r, claim, doc, beat, obs)
+            except (FileGone, StaleClaim):
+                log.info("file %s was deleted or taken back while processing (claim %d): stopped", file_id, claim.token)
                 obs.finish("cancelled")
                 return {"file_id": file_id, "skipped": True}
             except PipelineError as exc:
                 log.info("file %s failed: %s", file_id, exc)
-                r.files.fail(file_id, exc.code, exc.message)
-                obs.finish("failed", exc.code)
-                return {"file_id": file_id, "status": "failed", "code": exc.code.value}
+                return _fail(r, claim, obs, exc.code, exc.message)
             except FileNotFoundError:
-                r.files.fail(file_id, ErrorCode.BLOB_MISSING)
-                obs.finish("failed", ErrorCode.BLOB_MISSING)
-                return {"file_id": file_id, "status": "failed", "code": ErrorCode.BLOB_MISSING.value}
+                return _fail(r, claim, obs, ErrorCode.BLOB_MISSING)
+            except JobTimeoutException:
+                log.warning("file %s: the job hit its timeout", file_id)
+                return _fail(r, claim, obs, ErrorCode.JOB_TIMEOUT, _timeout_message())
             except TRANSIENT as exc:
-                last_error = f"{type(exc).__name__}: {exc}"[:500]
-                if doc["attempts"] >= r.settings.max_attempts:
-                    message = f"Gave up after {doc['attempts']} attempts: {last_error}"
-                    r.files.fail(file_id, ErrorCode.RETRIES_EXHAUSTED, message)
-                    obs.finish("failed", ErrorCode.RETRIES_EXHAUSTED)
-                    return {"file_id": file_id, "status": "failed", "code": ErrorCode.RETRIES_EXHAUSTED.value}
-                log.warning("file %s: transient failure, handing back for a retry: %s", file_id, last_error)
-                r.files.hand_back(file_id, last_error)  # if this fails too, the watchdog requeues on the heartbeat
+                server = _server(exc)
+                # the detail (host names, driver text) is for the log; the file's status says which server
+                log.warning("file %s: transient failure (%s): %s: %s", file_id, server, type(exc).__name__, exc)
+                if doc["attempts"] >= s.max_attempts:
+                    message = f"{server} kept failing; gave up after {doc['attempts']} attempts."
+                    return _fail(r, claim, obs, ErrorCode.RETRIES_EXHAUSTED, message)
+                last_error = error_doc(
+                    ErrorCode.DEPENDENCY_UNAVAILABLE, f"{server} was unavailable; the file will be tried again."
+                )
+                r.files.hand_back(claim, last_error)  # if this fails too, the watchdog requeues when the lease expires
                 obs.finish("retried", type(exc).__name__)
                 raise
             except Exception:
                 log.exception("file %s: unexpected error", file_id)
-                r.files.fail(file_id, ErrorCode.INTERNAL_ERROR)
-                obs.finish("failed", ErrorCode.INTERNAL_ERROR)
-                return {"file_id": file_id, "status": "failed", "code": ErrorCode.INTERNAL_ERROR.value}
+                return _fail(r, claim, obs, ErrorCode.INTERNAL_ERROR)
+
+
+def _fail(r: Resources, claim: Claim, obs: JobObserver, code: ErrorCode, message: str | None = None) -> dict[str, Any]:
+    """End the file `failed`, with none of its chunks left in search.
+
+    The chunks go first (fenced: a stale claim removes nothing). If PostgreSQL is away, the
+    file is still failed, marked `chunks_purged: false`, and the watchdog removes them later.
+    """
+    try:
+        r.chunks.fence_off(claim.file_id, claim.token)
+        purged = True
+    except StaleClaim:
+        purged = True  # another claim owns the file; our `fail` below matches nothing either
+    except TRANSIENT:
+        log.warning("file %s: chunks not removed yet; the watchdog will", claim.file_id, exc_info=True)
+        purged = False
+    r.files.fail(claim, code, message, chunks_purged=purged)
+    obs.finish("failed", code)
+    return {"file_id": claim.file_id, "status": "failed", "code": code.value}
+
+
+SERVERS = {"pymongo": "MongoDB", "psycopg": "PostgreSQL", "redis": "Valkey", "botocore": "Object storage"}
+
+
+def _server(exc: BaseException) -> str:
+    """Which server a transient error came from, by the module of its exception type."""
+    return SERVERS.get(type(exc).__module__.split(".")[0], "A server the pipeline needs")
+
+
+def _timeout_message() -> str:
+    job = get_current_job()
+    limit = f"{job.timeout} s" if job is not None and job.timeout else "its time limit"
+    return (
+        f"Processing the file took longer than {limit}, the job's time limit for a file of this size "
+        "(JOB_TIMEOUT_BASE_S plus JOB_TIMEOUT_PER_MB_S per MB, at most JOB_TIMEOUT_MAX_S)."
+    )
 
 
 def _request_id() -> str | None:
@@ -108,32 +147,31 @@ def _request_id() -> str | None:
     return job.meta.get("request_id") if job is not None else None
 
 
-def _checkpoint(r: Resources, beat: Heartbeat, file_id: str, stage: Stage, **progress: Any) -> None:
-    if beat.lost.is_set() or not r.files.set_stage(file_id, stage, **progress):
-        raise FileGone(file_id)
+def _checkpoint(r: Resources, beat: Heartbeat, claim: Claim, stage: Stage, **progress: Any) -> None:
+    if beat.lost.is_set() or not r.files.set_stage(claim, stage, **progress):
+        raise FileGone(claim.file_id)
 
 
-def _run(r: Resources, doc: dict[str, Any], beat: Heartbeat, obs: JobObserver) -> dict[str, Any]:
-    file_id = doc["_id"]
+def _run(r: Resources, claim: Claim, doc: dict[str, Any], beat: Heartbeat, obs: JobObserver) -> dict[str, Any]:
     with ExitStack() as local:
         with obs.stage(Stage.DOWNLOAD):
             path = local.enter_context(r.blobs.local_copy(doc["storage_key"]))
-        _checkpoint(r, beat, file_id, Stage.PARSE)
+        _checkpoint(r, beat, claim, Stage.PARSE)
         with obs.stage(Stage.PARSE):
             parsed = parse(path, doc["content_type"])
         with obs.stage(Stage.CHUNK):  # the time spent pulling elements (and OCR) is the parse (ocr) stage's
             chunks = r.chunker.chunk(obs.timed(Stage.PARSE, parsed.elements))  # page by page
     if not chunks:
         raise PipelineError(ErrorCode.NO_TEXT)
-    _checkpoint(r, beat, file_id, Stage.EMBED, pages=parsed.page_count, chunks=len(chunks), chunks_embedded=0)
+    _checkpoint(r, beat, claim, Stage.EMBED, pages=parsed.page_count, chunks=len(chunks), chunks_embedded=0)
     parts = []
     with obs.stage(Stage.EMBED):
         for start in range(0, len(chunks), EMBED_BATCH):
             parts.append(r.embedder.embed([c.text for c in chunks[start : start + EMBED_BATCH]]))
             done = min(start + EMBED_BATCH, len(chunks))
-            _checkpoint(r, beat, file_id, Stage.EMBED, chunks_embedded=done)
+            _checkpoint(r, beat, claim, Stage.EMBED, chunks_embedded=done)
         vectors = np.vstack(parts)
-    _checkpoint(r, beat, file_id, Stage.INDEX)
+    _checkpoint(r, beat, claim, Stage.INDEX)
     with obs.stage(Stage.INDEX):
         rows = [
             ChunkRow(
@@ -146,12 +184,12 @@ def _run(r: Resources, doc: dict[str, Any], beat: Heartbeat, obs: JobObserver) -
             )
             for i, c in enumerate(chunks)
         ]
-        r.chunks.replace(doc, rows, vectors)
+        r.chunks.replace(claim, doc, rows, vectors)
     stats = {f"parse_{k}": v for k, v in parsed.stats.items()}
     if not r.files.finish(
-        file_id, chunk_count=len(rows), page_count=parsed.page_count, embedder=r.embedder.name, **stats
+        claim, chunk_count=len(rows), page_count=parsed.page_count, embedder=r.embedder.name, **stats
     ):
-        raise FileGone(file_id)  # deleted (or requeued) while we indexed: leave no chunks behind
+        raise FileGone(claim.file_id)  # deleted or taken back while we indexed: its fence removes our chunks
     obs.finish(
         "embedded",
         pages=parsed.page_count or 0,
@@ -159,4 +197,4 @@ def _run(r: Resources, doc: dict[str, Any], beat: Heartbeat, obs: JobObserver) -
         chunks=len(rows),
         tokens=sum(c.tokens for c in chunks),
     )
-    return {"file_id": file_id, "status": "embedded", "chunks": len(rows)}
+    return {"file_id": claim.file_id, "status": "embedded", "chunks": len(rows)}

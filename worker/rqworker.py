@@ -17,6 +17,7 @@ from typing import Any
 from rq.logutils import ColorizingStreamHandler
 from rq.worker import SimpleWorker
 
+from app import scratch
 from app.logs import setup_logging
 from app.metrics import start_worker_metrics_server
 from app.settings import get_settings
@@ -29,6 +30,7 @@ class IngestWorker(SimpleWorker):
         setup_logging(settings, "worker")
         _route_rq_logs_through_ours()
         start_worker_metrics_server(settings.worker_metrics_port)
+        scratch.sweep(scratch.root(settings))  # what a killed process left behind
         resources()  # connect and load the model before taking the first job
         return super().work(*args, **kwargs)
 

@@ -31,10 +31,11 @@ class ErrorResponse(BaseModel):
 
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "malformed_multipart",
+    400: "malformed_multipart, truncated_multipart",
     401: "unauthorized: no API key, or a malformed, unknown or revoked one",
     403: "forbidden: the API key lacks the scope this operation needs",
     404: "not found (for the caller's tenant)",
+    408: "upload_expired: the upload stalled longer than SAVING_TIMEOUT_S; nothing was kept",
     409: "conflict",
     413: "file_too_large, request_too_large",
     415: "unsupported_type, content_type_mismatch",

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import SettingsDep, StoresDep
 from app.api.errors import responses
-from app.auth import metrics_access, operator_access
+from app.auth import is_operator, metrics_access, operator_access
 from app.logs import redact
 from app.metrics import StoreGauges, render_api_metrics
 from app.settings import Settings
@@ -74,13 +74,7 @@ CHECKS: dict[str, Callable[[Stores, Settings], Awaitable[None]]] = {
 }
 
 
-@router.get(
-    "/ready",
-    responses={503: {"description": "a dependency failed; the body says which"}},
-)
-async def ready(stores: StoresDep, settings: SettingsDep) -> JSONResponse:
-    """Readiness: MongoDB, Valkey, PostgreSQL and the file storage each answer, within
-    `DEPENDENCY_TIMEOUT_S` (checked concurrently, each with its latency). 503 when any fails."""
+async def _run_checks(stores: Stores, settings: Settings) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     timeout = settings.dependency_timeout_s + 0.5
 
@@ -99,8 +93,44 @@ async def ready(stores: StoresDep, settings: SettingsDep) -> JSONResponse:
     async with anyio.create_task_group() as tg:
         for name, check in CHECKS.items():
             tg.start_soon(run, name, check)
-    ok = all(r["ok"] for r in results.values())
-    body = {"status": "ready" if ok else "unavailable", "checks": {name: results[name] for name in CHECKS}}
+    return {name: results[name] for name in CHECKS}
+
+
+class ReadyCache:
+    """The last checks' result, reused for READY_CACHE_S: probes and strangers calling /ready in a
+    loop cost the servers one round of checks per interval per API process, not one per call."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self.lock = anyio.Lock()
+        self.at = -float("inf")
+        self.checks: dict[str, dict[str, Any]] = {}
+
+    async def get(self, stores: Stores, settings: Settings) -> dict[str, dict[str, Any]]:
+        async with self.lock:  # concurrent callers wait for one round of checks
+            if time.monotonic() - self.at >= self.ttl_s:
+                self.checks = await _run_checks(stores, settings)
+                self.at = time.monotonic()
+            return self.checks
+
+
+@router.get(
+    "/ready",
+    responses={503: {"description": "a dependency failed; an operator sees which"}},
+)
+async def ready(request: Request, stores: StoresDep, settings: SettingsDep) -> JSONResponse:
+    """Readiness: MongoDB, Valkey, PostgreSQL and the file storage each answer, within
+    `DEPENDENCY_TIMEOUT_S` (checked concurrently; the result is reused for READY_CACHE_S). 503
+    when any fails. No key needed; each check's latency and error only for an operator (the
+    METRICS_TOKEN or an `admin` key, or anyone with AUTH=disabled)."""
+    cache = getattr(request.app.state, "ready_cache", None)
+    if cache is None:
+        cache = request.app.state.ready_cache = ReadyCache(settings.ready_cache_s)
+    checks = await cache.get(stores, settings)
+    ok = all(r["ok"] for r in checks.values())
+    body: dict[str, Any] = {"status": "ready" if ok else "unavailable"}
+    if await is_operator(request):
+        body["checks"] = checks
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

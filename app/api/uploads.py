@@ -1,15 +1,20 @@
+from typing import Any
+
+import anyio
+import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app import lease
 from app.api.deps import SettingsDep, StoresDep, UploadTenant
 from app.api.errors import AUTHED, http_error, responses
 from app.models import UploadedFile, UploadResponse
-from app.multipart import MultipartError
+from app.multipart import MultipartError, TruncatedBody
 from app.settings import Settings
 from app.status import FileStatus
 from app.stores import Stores
 from app.stores.idempotency import KeyInUse
-from app.upload import Receiver, UploadRejected
+from app.upload import Receiver, UploadRejected, digest_only
 
 router = APIRouter(tags=["files"])
 
@@ -42,7 +47,7 @@ _BODY = {
             "in": "header",
             "required": False,
             "schema": {"type": "string", "maxLength": 200},
-            "description": "A retried request with the same key gets the first response (for 24 h).",
+            "description": "A retried request with the same key and body gets the first response (for 24 h).",
         }
     ],
 }
@@ -59,62 +64,85 @@ QUEUE_FULL_RETRY_S = "30"
     openapi_extra=_BODY,
     responses={
         200: {"model": UploadResponse, "description": "every file was already here (`duplicate_of`)"},
-        **responses(*AUTHED, 400, 409, 415, 422, 429, s409="duplicate, idempotency_key_in_use"),
+        **responses(*AUTHED, 400, 408, 409, 415, 422, 429, s409="duplicate, idempotency_key_in_use"),
     },
 )
 async def upload(request: Request, tenant: UploadTenant, stores: StoresDep, settings: SettingsDep) -> JSONResponse:
     """Upload one or many files (`files` parts). Returns at once with each file's id;
     poll `GET /files/{id}` until `embedded` or `failed`. 202 when anything new was
     accepted; 200 when every file was already here (`duplicate_of`, DEDUP=return_existing)."""
+    owner = lease.owner_id(f"upload:{getattr(request.state, 'request_id', '')}")
     key = request.headers.get("idempotency-key")
     if key is None:
-        status, body = await _receive(request, tenant, stores, settings)
+        receiver = Receiver(request, tenant, stores, settings, owner)
+        status, body = await _receive(receiver, tenant, stores, settings)
         return JSONResponse(body, status_code=status)
     if not 0 < len(key) <= 200:
         raise http_error(422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters.")
-    fingerprint = f"POST /upload {request.headers.get('content-length', '')}"
     try:
-        prior = await stores.idempotency.begin(tenant, key, fingerprint)
+        prior = await stores.idempotency.begin(tenant, key, owner)
     except KeyInUse as exc:
         raise http_error(409, "idempotency_key_in_use", "A request with this Idempotency-Key is running.") from exc
     if prior is not None:
-        if prior["fingerprint"] != fingerprint:
-            raise http_error(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
-        return JSONResponse(prior["body"], status_code=prior["status_code"], headers={"Idempotent-Replayed": "true"})
+        return await _replay(request, tenant, prior)
+
+    async def renew_key() -> bool:
+        return await stores.idempotency.renew(tenant, key, owner)
+
+    receiver = Receiver(request, tenant, stores, settings, owner, renew_also=renew_key)
     try:
-        status, body = await _receive(request, tenant, stores, settings)
+        status, body = await _receive(receiver, tenant, stores, settings)
     except BaseException:
-        await stores.idempotency.release(tenant, key)
+        with anyio.CancelScope(shield=True):  # a cancelled request still frees its key
+            await stores.idempotency.release(tenant, key, owner)
         raise
-    await stores.idempotency.complete(tenant, key, status, body)
+    await stores.idempotency.complete(tenant, key, owner, receiver.digest.hexdigest(), status, body)
     return JSONResponse(body, status_code=status)
 
 
-async def _receive(request: Request, tenant: str, stores: Stores, settings: Settings) -> tuple[int, dict]:
+async def _replay(request: Request, tenant: str, prior: dict[str, Any]) -> JSONResponse:
+    """The first response again, if this request is the same one (its parts' names and bytes)."""
+    try:
+        fingerprint = await digest_only(request, tenant)
+    except TruncatedBody as exc:
+        raise http_error(400, "truncated_multipart", str(exc)) from exc
+    except MultipartError as exc:
+        raise http_error(400, "malformed_multipart", str(exc)) from exc
+    if prior.get("fingerprint") != fingerprint:
+        raise http_error(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+    return JSONResponse(prior["body"], status_code=prior["status_code"], headers={"Idempotent-Replayed": "true"})
+
+
+async def _receive(receiver: Receiver, tenant: str, stores: Stores, settings: Settings) -> tuple[int, dict]:
     # the body's size (Content-Length, and as it streams) is bounded by app.middleware.BodyLimit
-    capacity = settings.max_pending_files_per_tenant - await stores.files.count_pending(tenant)
-    if capacity <= 0:
+    cap = settings.max_pending_files_per_tenant
+    if cap and await stores.files.count_pending(tenant) >= cap:  # before reading the body; again per file
         raise http_error(429, "tenant_queue_full", QUEUE_FULL, headers={"Retry-After": QUEUE_FULL_RETRY_S})
-    receiver = Receiver(request, tenant, stores, settings, capacity)
     try:
         files = await receiver.receive()
     except UploadRejected as exc:
         headers = {"Retry-After": QUEUE_FULL_RETRY_S} if exc.status == 429 else None
         raise http_error(exc.status, exc.code, exc.message, headers=headers) from exc
+    except TruncatedBody as exc:
+        raise http_error(400, "truncated_multipart", str(exc)) from exc
     except MultipartError as exc:
         raise http_error(400, "malformed_multipart", str(exc)) from exc
     try:
         await receiver.queue_all()
-    except Exception as exc:
-        await receiver.rollback()
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await receiver.rollback()
         stores.files.forget_pending(tenant)
-        raise http_error(
-            503,
-            "queue_unavailable",
-            "The job queue is unavailable; nothing was stored. Retry later.",
-            headers={"Retry-After": "5"},
-        ) from exc
-    stores.files.pending_added(tenant, sum(1 for f in files if not f.duplicate_of))
+        if isinstance(exc, UploadRejected):
+            raise http_error(exc.status, exc.code, exc.message) from exc
+        if isinstance(exc, redis.exceptions.RedisError):
+            raise http_error(
+                503,
+                "queue_unavailable",
+                "The job queue is unavailable; nothing was stored. Retry later.",
+                headers={"Retry-After": "5"},
+            ) from exc
+        raise  # MongoDB away: 503 dependency_unavailable (app/main.py); anything else is ours
     out = [
         UploadedFile(
             file_id=f.duplicate_of or f.file_id,

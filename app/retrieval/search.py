@@ -2,8 +2,9 @@
 
 - vector: cosine distance over the HNSW index. Iterative index scans
   (`hnsw.iterative_scan = relaxed_order`) keep the scan going until `k` rows pass
-  the tenant and the filters, so a filtered search still returns `k` rows when that
-  many match; rows come back nearly in order and are sorted again here.
+  the tenant and the filters, up to `hnsw.max_scan_tuples`; a result still short of
+  `k` is searched again exactly over the rows that pass, so a filter never silently
+  drops results. Rows come back nearly in order and are sorted again here.
 - keyword: PostgreSQL full text over the `tsv` column (GIN index) with
   `websearch_to_tsquery`, ranked by `ts_rank`. A query without search operators
   matches the chunks that have all its words (stemmed, stop words dropped) or, only
@@ -133,17 +134,29 @@ def rrf(ranked: Sequence[tuple[Sequence[int], float]], rrf_k: int) -> list[tuple
 async def _vector_leg(
     conn: AsyncConnection, tenant: str, vector: np.ndarray, n: int, where: str, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        f"""
-        SELECT {COLUMNS}, embedding <=> %(v)s AS distance
-        FROM chunks WHERE tenant = %(tenant)s{where}
-        ORDER BY embedding <=> %(v)s LIMIT %(n)s
-        """,
-        {**params, "v": vector.astype(np.float32), "tenant": tenant, "n": n},
-    )
-    rows = await cur.fetchall()
+    values = {**params, "v": vector.astype(np.float32), "tenant": tenant, "n": n}
+    rows = await (await conn.execute(_VECTOR_SQL.format(columns=COLUMNS, where=where), values)).fetchall()
+    if len(rows) < n:
+        # An iterative index scan gives up after hnsw.max_scan_tuples rows read, so a filter (or the
+        # tenant) that few rows pass can come back short although more match: count it exactly then,
+        # over the rows that pass.
+        rows = await (await conn.execute(_EXACT_VECTOR_SQL.format(columns=COLUMNS, where=where), values)).fetchall()
     # relaxed_order: iterative scans may return rows slightly out of order
     return sorted(rows, key=lambda r: (r["distance"], r["id"]))
+
+
+_VECTOR_SQL = """
+SELECT {columns}, embedding <=> %(v)s AS distance
+FROM chunks WHERE tenant = %(tenant)s{where}
+ORDER BY embedding <=> %(v)s LIMIT %(n)s
+"""
+# the rows that pass, then the nearest of them: a materialised set cannot be read through the HNSW index
+_EXACT_VECTOR_SQL = """
+WITH passing AS MATERIALIZED (
+    SELECT {columns}, embedding <=> %(v)s AS distance FROM chunks WHERE tenant = %(tenant)s{where}
+)
+SELECT * FROM passing ORDER BY distance LIMIT %(n)s
+"""
 
 
 # the query's words (lexemes), each with the number of chunks PostgreSQL's statistics put it in

@@ -6,7 +6,6 @@ The API writes through `open_writer` (async, streamed); workers read through
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -15,6 +14,7 @@ from typing import BinaryIO, Protocol
 
 import anyio
 
+from app import scratch
 from app.settings import Settings
 
 
@@ -103,11 +103,22 @@ class _DiskWriter:
 
     async def commit(self) -> None:
         await self.part.close(sync=True)
-        await anyio.to_thread.run_sync(os.replace, self.part.path, self.path)
+        await anyio.to_thread.run_sync(_rename_durably, self.part.path, self.path)
 
     async def abort(self) -> None:
         await self.part.discard()
         await anyio.to_thread.run_sync(lambda: self.path.unlink(missing_ok=True))
+
+
+def _rename_durably(src: Path, dst: Path) -> None:
+    """Rename, then fsync the directory: without it a crash can lose the rename (the file's own
+    fsync does not cover the directory entry)."""
+    os.replace(src, dst)
+    fd = os.open(dst.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class DiskBlobs:
@@ -147,7 +158,7 @@ class _S3Writer:
     def __init__(self, store: "S3Blobs", key: str) -> None:
         self.store = store
         self.key = key
-        self.spool = _LocalFile(store.spool_dir / f"upload-{uuid.uuid4().hex}")
+        self.spool = _LocalFile(scratch.process_dir(store.spool_dir) / f"upload-{uuid.uuid4().hex}")
 
     async def open(self) -> "_S3Writer":
         await self.spool.open()
@@ -174,8 +185,7 @@ class S3Blobs:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
-        self.spool_dir = spool_dir
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = spool_dir  # scratch space: each process writes in its own (app/scratch.py)
 
     def object_key(self, key: str) -> str:
         return f"{self.prefix}{key}"
@@ -204,7 +214,7 @@ class S3Blobs:
     def local_copy(self, key: str) -> Iterator[Path]:
         from botocore.exceptions import ClientError
 
-        with tempfile.TemporaryDirectory(prefix="blob-", dir=self.spool_dir) as tmp:
+        with scratch.temp_dir(self.spool_dir, "blob-") as tmp:
             path = Path(tmp) / key.rsplit("/", 1)[-1]
             try:
                 self.client.download_file(self.bucket, self.object_key(key), str(path))
@@ -220,5 +230,5 @@ def make_blob_store(settings: Settings) -> DiskBlobs | S3Blobs:
         import boto3
 
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region)
-        return S3Blobs(client, settings.s3_bucket, settings.s3_prefix, settings.data_dir / "spool")
+        return S3Blobs(client, settings.s3_bucket, settings.s3_prefix, scratch.root(settings))
     return DiskBlobs(settings.data_dir / "uploads")

@@ -1,9 +1,13 @@
 """Chunks, their vectors and full text in PostgreSQL + pgvector.
 
 The worker writes a file's chunks with `ChunkIndex.replace` (one transaction:
-delete the file's old chunks, COPY the new ones, each with its file's upload
-metadata and time); the API searches (app/retrieval/search.py) and deletes with
-`ChunkSearch`.
+raise the file's fence to the claim's token, delete the file's old chunks, COPY
+the new ones, each with its file's upload metadata and time); the API searches
+(app/retrieval/search.py) and deletes with `ChunkSearch`.
+
+Every write of a file's chunks first passes its fence (`chunk_fences`, see
+app/fencing.py): the upsert refuses a token lower than the file's highest, and its
+row lock serialises two writers of the same file until the first commits.
 """
 
 import uuid
@@ -18,6 +22,8 @@ from pgvector.psycopg import register_vector, register_vector_async
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from app.fencing import TOMBSTONE, Claim, StaleClaim
 
 EMBEDDING_DIM = 384
 
@@ -47,6 +53,12 @@ CREATE INDEX IF NOT EXISTS chunks_tenant_file ON chunks (tenant, file_id);
 CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)
     WITH (m = 24, ef_construction = 128);
 CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
+-- the highest fencing token that wrote each file's chunks, or fenced them off (app/fencing.py)
+CREATE TABLE IF NOT EXISTS chunk_fences (
+    file_id    uuid        PRIMARY KEY,
+    token      integer     NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
 -- additive changes for databases created before them; checked first, so that a
 -- startup takes no exclusive lock on the table once they are in
 DO $$ BEGIN
@@ -55,6 +67,15 @@ DO $$ BEGIN
         ALTER TABLE chunks ADD COLUMN IF NOT EXISTS uploaded_at timestamptz;  -- search filters (upload date)
     END IF;
 END $$;
+"""
+
+
+# raise the file's fence to %(token)s; no row back: the fence is already higher (a stale claim)
+FENCE_SQL = """
+INSERT INTO chunk_fences (file_id, token) VALUES (%(file_id)s, %(token)s)
+ON CONFLICT (file_id) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
+    WHERE chunk_fences.token <= EXCLUDED.token
+RETURNING token
 """
 
 
@@ -107,27 +128,32 @@ class ChunkIndex:
             register_vector(self._conn)
         return self._conn
 
-    def replace(self, file: dict[str, Any], rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
-        """Atomically swap the file's chunks for `rows`: a rerun never duplicates.
+    def _fence(self, cur: psycopg.Cursor, file_id: str, token: int) -> None:
+        cur.execute(FENCE_SQL, {"file_id": file_id, "token": token})
+        if cur.fetchone() is None:
+            raise StaleClaim(f"file {file_id}: token {token} is behind the fence")
 
-        The file's `metadata` (from the upload) and upload time are copied onto every
-        chunk, so searches filter on them without a second store.
+    def replace(self, claim: Claim, file: dict[str, Any], rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+        """Atomically swap the file's chunks for `rows`, if `claim` is still the file's newest.
+
+        A rerun never duplicates; a stale claim (StaleClaim) writes nothing. The file's
+        `metadata` (from the upload) and upload time are copied onto every chunk, so
+        searches filter on them without a second store.
         """
         conn = self.conn
         metadata = Jsonb(file.get("metadata") or {})
         uploaded_at = _aware(file.get("created_at"))
         try:
             with conn.transaction(), conn.cursor() as cur:
-                # Two jobs for the same file queue up here instead of interleaving.
-                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (file["_id"],))
-                cur.execute("DELETE FROM chunks WHERE file_id = %s", (file["_id"],))
+                self._fence(cur, claim.file_id, claim.token)  # also queues a second writer of this file here
+                cur.execute("DELETE FROM chunks WHERE file_id = %s", (claim.file_id,))
                 with cur.copy(f"COPY chunks ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT BINARY)") as copy:
                     copy.set_types(COPY_TYPES)
                     for row, vec in zip(rows, vectors, strict=True):
                         copy.write_row(
                             (
                                 file["tenant"],
-                                uuid.UUID(file["_id"]),
+                                uuid.UUID(claim.file_id),
                                 row.ordinal,
                                 row.text,
                                 row.page_start,
@@ -145,9 +171,43 @@ class ChunkIndex:
             self.close()
             raise
 
+    def fence_off(self, file_id: str, token: int) -> int:
+        """Raise the file's fence to `token` and remove its chunks: what a claim with `token` may do,
+        and what the watchdog does for the next claim after taking a file back. StaleClaim when the
+        fence is higher already; the number of chunks removed otherwise."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                self._fence(cur, file_id, token)
+                cur.execute("DELETE FROM chunks WHERE file_id = %s", (file_id,))
+                return cur.rowcount
+        except psycopg.OperationalError:
+            self.close()
+            raise
+
     def delete_file(self, file_id: str) -> int:
+        """A deleted file's chunks, fenced off for good (the watchdog finishing a delete)."""
+        return self.fence_off(file_id, TOMBSTONE)
+
+    # --- the watchdog's sweep ------------------------------------------------------
+
+    def file_ids(self) -> list[str]:
+        """Every file that has chunks."""
         with self.conn.transaction():
-            return self.conn.execute("DELETE FROM chunks WHERE file_id = %s", (file_id,)).rowcount
+            return [r[0] for r in self.conn.execute("SELECT DISTINCT file_id::text FROM chunks")]
+
+    def fenced_file_ids(self, older_than_s: float) -> list[str]:
+        """Files whose fence was last raised more than `older_than_s` ago and that have no chunks."""
+        sql = """SELECT f.file_id::text FROM chunk_fences f
+                 WHERE f.updated_at < now() - make_interval(secs => %s)
+                   AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.file_id = f.file_id)"""
+        with self.conn.transaction():
+            return [r[0] for r in self.conn.execute(sql, (older_than_s,))]
+
+    def drop_fences(self, file_ids: list[str]) -> int:
+        if not file_ids:
+            return 0
+        with self.conn.transaction():
+            return self.conn.execute("DELETE FROM chunk_fences WHERE file_id = ANY(%s::uuid[])", (file_ids,)).rowcount
 
     def close(self) -> None:
         if self._conn is not None:
@@ -181,6 +241,8 @@ class ChunkSearch:
         self.pool = pool
 
     async def delete_file(self, tenant: str, file_id: str) -> int:
-        async with self.pool.connection() as conn:
+        """Remove the file's chunks and fence it off for good: a worker still on it can write nothing."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(FENCE_SQL, {"file_id": file_id, "token": TOMBSTONE})
             cur = await conn.execute("DELETE FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id))
             return cur.rowcount

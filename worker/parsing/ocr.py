@@ -9,7 +9,6 @@ worker.
 
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -19,6 +18,7 @@ import pytesseract
 from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
 
+from app import scratch
 from app.metrics import timed_stage
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
@@ -31,7 +31,7 @@ def page_text(path: Path, page_number: int, page_size: tuple[float, float], sett
     """The text tesseract reads on page `page_number` (1-based) of the PDF at `path`."""
     _check_languages(settings.ocr_languages)
     dpi = render_dpi(page_size, settings.ocr_dpi)
-    with tempfile.TemporaryDirectory(prefix="docproc-ocr-") as tmp:
+    with scratch.temp_dir(scratch.root(settings), "ocr-") as tmp:  # a kill -9 leaves it to the sweep
         try:
             images = convert_from_path(
                 path,
