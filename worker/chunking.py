@@ -4,7 +4,9 @@ Token counts come from the model's own tokenizer (WordPiece counts add up over
 whitespace-joined pieces, so a chunk's count is the sum of its pieces'). A
 heading starts a new chunk; an element too long for one chunk is cut into
 windows that overlap; consecutive chunks of one section overlap by the tail of
-the previous one.
+the previous one. Headings are text to find too: one that cannot lead a chunk
+(at the end, before an element too long to join it, one heading too many) is a
+chunk of its own, so a document of headings alone is indexed.
 """
 
 from collections.abc import Iterable
@@ -88,9 +90,11 @@ class Chunker:
         chunks: list[Chunk] = []
         cur = _Builder()
 
-        def flush(carry_overlap: bool) -> None:
+        def flush(carry_overlap: bool, headings_alone: bool = False) -> None:
+            """Emit the chunk being built. Headings alone wait to lead the next chunk, unless
+            `headings_alone` says none will follow that they fit into."""
             nonlocal cur
-            if not cur.has_body():
+            if not cur.pieces or not (headings_alone or cur.has_body()):
                 return
             chunks.append(cur.build())
             tail = self._tail(cur.pieces[-1]) if carry_overlap else None
@@ -105,20 +109,19 @@ class Chunker:
                 flush(carry_overlap=False)  # a heading-only start is kept: it leads the next chunk
                 cur.heading_path = el.heading_path
             elif el.heading_path != cur.heading_path:
-                flush(carry_overlap=False)
-                cur = _Builder(heading_path=el.heading_path)
+                flush(carry_overlap=False)  # no overlap across sections; waiting headings still lead
+                cur.heading_path = el.heading_path
             if n > self.budget:
-                flush(carry_overlap=False)
-                cur.pieces.clear()
+                flush(carry_overlap=False, headings_alone=True)
                 for text, count in self._windows(el.text, offsets):
                     cur.pieces = [_Piece(text, count, el.kind, el.page)]
                     chunks.append(cur.build())
                 cur.pieces = []
                 continue
             if cur.tokens + n > self.budget:
-                flush(carry_overlap=True)
+                flush(carry_overlap=True, headings_alone=True)
                 if cur.tokens + n > self.budget:  # the overlap itself does not fit
                     cur.pieces.clear()
             cur.pieces.append(_Piece(el.text, n, el.kind, el.page))
-        flush(carry_overlap=False)
+        flush(carry_overlap=False, headings_alone=True)
         return chunks
