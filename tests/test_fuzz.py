@@ -3,7 +3,9 @@
 A real API process (AUTH enabled, an admin key of a tenant of its own, a queue no worker
 drains) gets a bounded number of generated requests per operation, valid and invalid:
 every answer must be below 500 and match the schema (documented status code, content
-type, headers and body). What fuzzing found is kept as regression tests below.
+type, headers and body). What the schema does not describe (`meta.*` query parameters,
+the `metadata` / `file_metadata` parts of an upload, raw JSON in `filters.metadata`) is
+fuzzed with hypothesis directly. What fuzzing found is kept as regression tests below.
 """
 
 import json
@@ -13,9 +15,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, event, given, seed, settings
+from hypothesis import strategies as st
 
 from tests.llm_server import FakeLLM
 from tests.stack import Stack, start_api
@@ -158,3 +163,109 @@ def test_an_admin_key_may_revoke_itself(api_url: str, stack: Stack) -> None:
     assert httpx.delete(f"{api_url}/admin/keys/{body['key_id']}", headers=headers, timeout=10).status_code == 204
     r = httpx.get(f"{api_url}/admin/keys", headers=headers, timeout=10)
     assert r.status_code == 401 and r.json()["detail"]["code"] == "unauthorized"
+
+
+# --- hypothesis: what the schema does not describe --------------------------------------------------------------
+
+HOSTILE = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+ANY_CHAR = st.characters(exclude_categories=())  # NUL and lone surrogates too
+TOKENS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-0", "1.5e-400", "null", "true", str(2**64),
+          str(-(2**63) - 1), "9" * 5000, "1" * 400 + ".5", "0x10", "01"]  # fmt: skip
+KEYS = st.one_of(
+    st.text(ANY_CHAR, max_size=20),
+    st.sampled_from(["$where", "$in", "$", "a.b", ".", "", "\x00", "\ud800", "k" * 101, "__proto__"]),
+)
+DIGITS = st.builds(lambda sign, n, frac: sign + "9" * n + frac, st.sampled_from(["", "-"]), st.integers(1, 5000),
+                   st.sampled_from(["", ".5", "e400"]))  # fmt: skip
+TEXT = st.one_of(st.text(ANY_CHAR, max_size=60), st.sampled_from(TOKENS), DIGITS)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(KEYS, inner, max_size=5),
+    max_leaves=15,
+)
+
+
+def _deep(n: int, opener: str) -> str:
+    closer = {"[": "]", '{"a": ': "}"}[opener]
+    return opener * n + "1" + closer * n
+
+
+HOSTILE_JSON = st.one_of(  # JSON text, or nearly
+    st.builds(lambda v, ascii_: json.dumps(v, ensure_ascii=ascii_), JSON_VALUES, st.booleans()),
+    st.builds(lambda t: '{"a": ' + t + "}", st.sampled_from(TOKENS) | DIGITS),
+    st.builds(lambda t: '{"a": {"$in": [' + t + "]}}", st.sampled_from(TOKENS) | DIGITS),
+    st.builds(_deep, st.integers(1, 8000), st.sampled_from(["[", '{"a": '])),
+    st.builds(lambda n: json.dumps({"a": list(range(n))}), st.integers(90, 3000)),
+    st.builds(lambda n: json.dumps({f"k{i}": i for i in range(n)}), st.integers(30, 200)),
+    st.text(ANY_CHAR, max_size=200),
+)
+HOSTILE_BYTES = st.one_of(
+    HOSTILE_JSON.map(lambda t: t.encode("utf-8", "surrogatepass")),  # a lone surrogate: not UTF-8
+    st.binary(max_size=300),
+    st.builds(lambda n: b"[" * n, st.integers(1, 16_000)),
+    st.just(b'{"a": "' + b"x" * 17_000 + b'"}'),
+)
+ERROR_KEYS = {"code", "message"}
+
+
+def _check(r: httpx.Response, codes: set[str]) -> None:
+    assert r.status_code < 500, r.text[:2000]
+    if r.status_code >= 400:
+        body = r.json()
+        assert set(body) == {"detail"} and set(body["detail"]) == ERROR_KEYS, body
+        assert body["detail"]["code"] in codes and body["detail"]["message"], body
+    event(
+        f"{r.status_code} {r.json()['detail']['code'] if r.status_code >= 400 else ''}"
+    )  # --hypothesis-show-statistics
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(fuzz_api: tuple[str, str], stack: Stack) -> Iterator[httpx.Client]:
+    """The fuzz API as a tenant of its own (its uploads count against no one else's pending files)."""
+    with stack.client(fuzz_api[0], tenant=f"hyp-{uuid.uuid4().hex[:6]}") as client:
+        yield client
+
+
+def _percent(value: str | bytes) -> str:
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+    return quote_from_bytes(raw, safe="")
+
+
+@seed(20269)
+@HOSTILE
+@given(params=st.lists(st.tuples(KEYS, TEXT | st.binary(max_size=40)), min_size=1, max_size=40))
+def test_meta_query_parameters_never_fail_the_server(fuzz_client: httpx.Client, params: list) -> None:
+    query = "&".join(f"meta.{_percent(k)}={_percent(v)}" for k, v in params)
+    if len(query) > 12_000:  # the server's request-line limit, not the API's
+        query = query[:12_000].rsplit("&", 1)[0] or "meta.x=1"
+    r = fuzz_client.get(f"/search?q=x&mode=keyword&{query}")
+    _check(r, {"invalid_filters"})
+
+
+@seed(20269)
+@HOSTILE
+@given(metadata=st.none() | HOSTILE_BYTES, file_metadata=st.none() | HOSTILE_BYTES, wrap=st.booleans())
+def test_upload_metadata_parts_never_fail_the_server(
+    fuzz_client: httpx.Client, metadata: bytes | None, file_metadata: bytes | None, wrap: bool
+) -> None:
+    if file_metadata is not None and wrap:  # keyed by the filename, as it should be
+        file_metadata = b'{"f.txt": ' + file_metadata + b"}"
+    parts = [("files", ("f.txt", f"fuzzed metadata {uuid.uuid4()}".encode(), "text/plain"))]
+    parts += [(name, (None, raw)) for name, raw in (("metadata", metadata), ("file_metadata", file_metadata)) if raw]
+    _check(fuzz_client.post("/upload", files=parts), {"invalid_metadata"})
+
+
+@seed(20269)
+@HOSTILE
+@given(metadata=HOSTILE_JSON, path=st.sampled_from(["/query", "/generate-text-with-context"]))
+def test_raw_json_in_filters_never_fails_the_server(fuzz_client: httpx.Client, metadata: str, path: str) -> None:
+    body = ('{"query": "x", "mode": "keyword", "filters": {"metadata": ' + metadata + "}}").encode(
+        "utf-8", "surrogatepass"
+    )
+    r = fuzz_client.post(path, content=body, headers={"content-type": "application/json"})
+    _check(r, {"invalid_filters", "invalid_request"})

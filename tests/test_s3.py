@@ -4,7 +4,9 @@ process reads from it, DELETE removes the objects."""
 import dataclasses
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import httpx
@@ -12,15 +14,21 @@ import pytest
 
 from app import localstack
 from tests.helpers import upload, wait_final
-from tests.stack import Stack, rq_worker_argv, start_api
+from tests.stack import Proc, Stack, rq_worker_argv, start_api
 
 BUCKET = "docproc-test"
 
 
-@pytest.fixture(scope="module")
-def s3_env(stack: Stack) -> Iterator[dict[str, str]]:
+def s3_client(endpoint: str):  # a boto3 S3 client
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
+def start_moto(stack: Stack, name: str) -> tuple[Proc, dict[str, str]]:
+    """moto's S3 server with the bucket made, and the environment of an API that uses it."""
     port = localstack.free_port()
-    proc = stack.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+    proc = stack.spawn(name, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         "STORAGE": "s3",
@@ -40,10 +48,13 @@ def s3_env(stack: Stack) -> Iterator[dict[str, str]]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
-    s3.create_bucket(Bucket=BUCKET)
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)
+    return proc, env
+
+
+@pytest.fixture(scope="module")
+def s3_env(stack: Stack) -> Iterator[dict[str, str]]:
+    proc, env = start_moto(stack, "moto")
     yield env
     proc.stop()
 
@@ -100,3 +111,129 @@ def test_s3_backend_end_to_end(stack: Stack, s3_env: dict[str, str]) -> None:
             assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"uploads/{fid}/").get("KeyCount", 0) == 0
     finally:
         api.stop()
+
+
+# --- object storage away: 503 with Retry-After, nothing kept ------------------------------------------------
+
+
+def _assert_storage_unavailable(r: httpx.Response, endpoint: str) -> None:
+    assert r.status_code == 503, r.text
+    assert r.json() == {
+        "detail": {"code": "dependency_unavailable", "message": "Object storage is unavailable; retry later."}
+    }
+    assert int(r.headers["retry-after"]) >= 1
+    assert endpoint.removeprefix("http://") not in r.text and endpoint.rsplit(":", 1)[1] not in r.text
+
+
+def _multipart(boundary: str, name: str, data: bytes) -> bytes:
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+    return (head + "Content-Type: text/plain\r\n\r\n").encode() + data + b"\r\n"
+
+
+def _wait_for_object(endpoint: str, suffix: str) -> None:
+    s3, deadline = s3_client(endpoint), time.monotonic() + 30
+    while not any(o["Key"].endswith(suffix) for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])):
+        assert time.monotonic() < deadline, f"no object *{suffix} in S3"
+        time.sleep(0.05)
+
+
+def _spooled(data_dir: Path) -> list[Path]:
+    return [p for p in (data_dir / "spool").rglob("*") if p.is_file()]
+
+
+@pytest.mark.timeout(180)
+def test_object_storage_away_is_503_and_the_upload_is_rolled_back(stack: Stack, tmp_path: Path) -> None:
+    """S3 errors were 500s (EndpointConnectionError out of the upload, the delete, ...). Now 503 with
+    Retry-After, no host in the answer; an upload whose S3 write fails mid-request keeps nothing (status
+    documents, spool files; an object already written stays for the watchdog's orphan sweep)."""
+    moto, env = start_moto(stack, "moto-away")
+    endpoint = env["S3_ENDPOINT_URL"]
+    data_dir = tmp_path / "data"
+    api, url = start_api(stack, "api-s3-away", env={**env, "DATA_DIR": str(data_dir), "QUEUE_NAME": "ingest-s3-away"})
+    tenant = f"s3away-{uuid.uuid4().hex[:6]}"
+    try:
+        with stack.client(url, tenant=tenant) as client:
+            kept = client.post("/upload", files=[("files", ("kept.txt", b"kept while S3 was up", "text/plain"))])
+            assert kept.status_code == 202, kept.text
+            kept_id = kept.json()["files"][0]["file_id"]
+
+            boundary = uuid.uuid4().hex
+
+            def body() -> Iterator[bytes]:  # the first file reaches S3, then S3 goes away
+                yield _multipart(boundary, "first.txt", b"first file, written to S3")
+                yield _multipart(boundary, "second.txt", b"second file, S3 is gone by its end")
+                _wait_for_object(endpoint, "/first.txt")
+                moto.stop()
+                yield f"--{boundary}--\r\n".encode()
+
+            r = client.post(
+                "/upload", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+            )
+            _assert_storage_unavailable(r, endpoint)
+            assert [f["file_id"] for f in client.get("/files").json()["items"]] == [kept_id]
+            assert _spooled(data_dir) == []
+
+            files = [("files", ("later.txt", b"uploaded while S3 is away", "text/plain"))]
+            _assert_storage_unavailable(client.post("/upload", files=files), endpoint)
+            r = client.post("/upload", files=files, headers={"Idempotency-Key": "k1"})
+            _assert_storage_unavailable(r, endpoint)
+            _assert_storage_unavailable(
+                client.post("/upload", files=files, headers={"Idempotency-Key": "k1"}), endpoint
+            )
+            assert client.get("/files").json()["total"] == 1 and _spooled(data_dir) == []
+
+            _assert_storage_unavailable(client.delete(f"/files/{kept_id}"), endpoint)
+            assert client.get(f"/files/{kept_id}").json()["status"] == "deleting"  # a retry (or the watchdog) ends it
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and not ready.json()["checks"]["storage"]["ok"]
+    finally:
+        api.stop()
+        moto.stop()
+    log = api.log.read_text(errors="replace")
+    assert "Object storage unavailable during POST /upload" in log and "Exception in ASGI application" not in log
+
+
+def test_a_missing_bucket_is_503_not_500(stack: Stack, s3_env: dict[str, str], tmp_path: Path) -> None:
+    """A ClientError (NoSuchBucket: the operator's setting, not the caller's request) was a 500."""
+    env = {**s3_env, "S3_BUCKET": "no-such-bucket", "DATA_DIR": str(tmp_path / "data")}
+    api, url = start_api(stack, "api-s3-nobucket", env=env)
+    try:
+        with stack.client(url, tenant=f"s3nb-{uuid.uuid4().hex[:6]}") as client:
+            r = client.post("/upload", files=[("files", ("a.txt", b"no bucket for this", "text/plain"))])
+            _assert_storage_unavailable(r, s3_env["S3_ENDPOINT_URL"])
+            assert client.get("/files").json()["total"] == 0 and _spooled(tmp_path / "data") == []
+    finally:
+        api.stop()
+
+
+def test_every_s3_failure_maps_to_storage_unavailable() -> None:
+    """botocore's connection errors and S3's error answers, as the API meets them, are all 503s."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore import exceptions as bc
+
+    from app.main import DEPENDENCY_ERRORS
+
+    url = "http://s3.internal:9000/bucket"
+    raised = [
+        bc.EndpointConnectionError(endpoint_url=url),
+        bc.ConnectTimeoutError(endpoint_url=url),
+        bc.ReadTimeoutError(endpoint_url=url),
+        bc.ConnectionClosedError(endpoint_url=url),
+        bc.ConnectionError(error="refused"),
+        bc.NoCredentialsError(),
+        *(
+            bc.ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+            for code, status in [
+                ("SlowDown", 503),
+                ("InternalError", 500),
+                ("NoSuchBucket", 404),
+                ("AccessDenied", 403),
+                ("InvalidAccessKeyId", 403),
+            ]
+        ),
+        S3UploadFailedError("Failed to upload x to bucket/key: SlowDown"),
+    ]
+    for exc in raised:
+        assert next((DEPENDENCY_ERRORS[t] for t in type(exc).__mro__ if t in DEPENDENCY_ERRORS), None) == (
+            "Object storage"
+        ), type(exc)

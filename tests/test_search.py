@@ -302,6 +302,42 @@ def test_invalid_upload_metadata_is_refused_and_nothing_is_kept(client: httpx.Cl
     assert client.get("/files").json()["total"] == total
 
 
+def test_numbers_json_cannot_store_are_refused_in_filters(client: httpx.Client) -> None:
+    """NaN, Infinity and 1e400 (read as inf) reached PostgreSQL's jsonb, which refused them: a 500. Integers
+    past 64 bits can match no stored metadata (app/retrieval/metadata.py keeps them out): refused alike."""
+    for token in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400", str(2**63), str(-(2**63) - 1)):
+        for cond in (token, '{"$in": [1, ' + token + "]}"):
+            for path in ("/query", "/generate-text-with-context"):
+                body = '{"query": "x", "filters": {"metadata": {"n": ' + cond + "}}}"
+                r = client.post(path, content=body, headers={"content-type": "application/json"})
+                assert r.status_code == 422, (path, body, r.text)
+                detail = r.json()["detail"]
+                assert detail["code"] == "invalid_filters" and "finite" in detail["message"], (body, detail)
+    for field in ("vector_weight", "keyword_weight"):
+        for token in ("NaN", "Infinity", "-Infinity", "1e400"):
+            body = '{"query": "x", "' + field + '": ' + token + "}"
+            r = client.post("/query", content=body, headers={"content-type": "application/json"})
+            detail = r.json()["detail"]
+            assert r.status_code == 422 and detail["code"] == "invalid_request", r.text
+            assert detail["message"].startswith(field) and "finite" in detail["message"], detail
+    ok = '{"query": "x", "filters": {"metadata": {"n": {"$in": [' + f"{2**63 - 1}, {-(2**63)}, 1.5e300" + "]}}}}"
+    assert client.post("/query", content=ok, headers={"content-type": "application/json"}).status_code == 200
+
+
+def test_a_meta_parameter_that_is_no_storable_number_matches_as_a_string(client: httpx.Client) -> None:
+    """`meta.x=<5000 digits>` was a 500 (json.loads refuses integers of more than 4300 digits), and so were
+    400 digits and a fraction (inf, which jsonb refuses) and `01` (let through by the pattern; not JSON)."""
+    for value in ("9" * 5000, "9" * 400 + ".5", str(2**64), "-" + "1" * 30, "01", "-"):
+        assert from_query_params([("meta.x", value)]) == {"x": value}
+        r = client.get("/search", params={"q": "x", "meta.x": value})
+        if len(value) > 1000:  # as a string: longer than a filter's string may be
+            assert r.status_code == 422 and r.json()["detail"]["code"] == "invalid_filters", r.text
+        else:
+            assert r.status_code == 200, (value, r.text)
+    assert from_query_params([("meta.x", str(2**63 - 1))]) == {"x": {"$in": [str(2**63 - 1), 2**63 - 1]}}
+    assert from_query_params([("meta.x", "-1.5")]) == {"x": {"$in": ["-1.5", -1.5]}}
+
+
 def test_every_query_is_logged(client: httpx.Client, stack: Stack, suite: dict) -> None:
     tag = suite["tag"]
     r = client.post("/query", json={"query": "crane brakes", "k": 2, "filters": {"metadata": {"suite": tag}}})

@@ -410,6 +410,34 @@ def test_validation_errors_are_coded_422s(client: httpx.Client) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
+DEEP = 16_000  # far past Python's recursion limit: json.loads raises RecursionError
+
+
+def _nested() -> str:
+    return "[" * DEEP + "]" * DEEP
+
+
+def test_deeply_nested_json_is_a_coded_422(client: httpx.Client, stack: Stack, api_url: str) -> None:
+    """Nesting past the recursion limit: the upload's metadata parts were a 500 (RecursionError in
+    json.loads); JSON bodies a 422 that called them invalid UTF-8, with no word of the field."""
+    data = [("files", ("deep.txt", _unique("deeply nested metadata"), "text/plain"))]
+    total = client.get("/files").json()["total"]
+    for part in ("metadata", "file_metadata"):
+        with stack.client(api_url) as fresh:  # a 500 closed the connection
+            r = fresh.post("/upload", files=[*data, (part, (None, "[" * DEEP))])
+        assert r.status_code == 422 and _code(r) == "invalid_metadata", r.text
+        assert "nested too deeply" in r.json()["detail"]["message"]
+    assert client.get("/files").json()["total"] == total
+    in_filters = '{"query": "x", "filters": {"metadata": {"a": ' + _nested() + "}}}"
+    for path in ("/query", "/generate-text-with-context", "/admin/keys"):
+        for body, code in ((in_filters, "invalid_filters"), (_nested(), "invalid_request")):
+            r = client.post(path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 422 and _code(r) == code, (path, r.text)
+            assert "nested too deeply" in r.json()["detail"]["message"], r.text
+    r = client.post("/query", content='{"query": ' + _nested() + "}", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and _code(r) == "invalid_query" and r.json()["detail"]["message"].startswith("query:")
+
+
 # --- AUTH=disabled, the CLI, secrets -------------------------------------------------------------------------
 
 

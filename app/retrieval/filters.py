@@ -8,7 +8,7 @@ file has `team` equal to "finance", or an array containing it; `{"year": {"$in":
 [2023, 2024]}}` matches any of the values. Types count: 2024 is not "2024".
 """
 
-import json
+import math
 import re
 import uuid
 from datetime import UTC, datetime
@@ -26,9 +26,19 @@ MAX_STRING_CHARS = 1000
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_CHARS)]
 
 
+def storable_number(value: int | float) -> bool:
+    """A number MongoDB and PostgreSQL's jsonb both hold: finite (JSON has no NaN or Infinity; 1e400
+    reads as inf), an integer within 64 bits (what upload metadata may hold, app/retrieval/metadata.py)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return -(2**63) <= value < 2**63
+
+
 def _check_scalar(key: str, value: Any) -> Scalar:
     if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
         raise ValueError(f"key {key!r}: a string value may have at most {MAX_STRING_CHARS} characters")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not storable_number(value):
+        raise ValueError(f"key {key!r}: numbers must be finite (no NaN, Infinity), integers fit in 64 bits")
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise ValueError(f"key {key!r}: expected a string, number, boolean or null (or {{'$in': [...]}})")
@@ -171,7 +181,8 @@ def from_query_params(items: list[tuple[str, str]]) -> dict[str, Any]:
     """`meta.KEY=VALUE` query parameters (GET /search) as a metadata filter.
 
     A value is matched as the string given and, if it reads as a JSON scalar, as
-    that too (`meta.year=2024` matches 2024 and "2024"); a repeated key matches any.
+    that too (`meta.year=2024` matches 2024 and "2024"); a repeated key matches any. A number
+    no metadata can hold (past 64 bits, or beyond a float's range) is matched as the string only.
     """
     out: dict[str, list[Scalar]] = {}
     for name, raw in items:
@@ -179,10 +190,26 @@ def from_query_params(items: list[tuple[str, str]]) -> dict[str, Any]:
             continue
         key = name[len("meta.") :]
         values = out.setdefault(key, [])
-        candidates: list[Scalar] = [raw]
-        if re.fullmatch(r"-?\d+(\.\d+)?|true|false|null", raw):
-            candidates.append(json.loads(raw))
-        for c in candidates:
+        for c in [raw, *_json_scalar(raw)]:
             if (type(c), c) not in {(type(v), v) for v in values}:  # True == 1, but not as metadata
                 values.append(c)
     return {k: (v[0] if len(v) == 1 else {"$in": v}) for k, v in out.items()}
+
+
+_JSON_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+_JSON_WORDS: dict[str, Scalar] = {"true": True, "false": False, "null": None}
+
+
+def _json_scalar(raw: str) -> list[Scalar]:
+    """`raw` read as a JSON scalar metadata can hold: [value], or [] when it is none."""
+    if raw in _JSON_WORDS:
+        return [_JSON_WORDS[raw]]
+    if not _JSON_NUMBER.fullmatch(raw):
+        return []
+    if "." in raw:
+        number: int | float = float(raw)
+    elif len(raw) <= 20:  # no 64-bit integer is longer (int() refuses more than 4300 digits)
+        number = int(raw)
+    else:
+        return []
+    return [number] if storable_number(number) else []

@@ -11,11 +11,10 @@ bits), booleans, null, or arrays of those (at most 100). Anything else is refuse
 """
 
 import json
-import math
 from collections.abc import Iterable
 from typing import Any
 
-from app.retrieval.filters import storable
+from app.retrieval.filters import storable, storable_number
 
 MAX_BYTES = 16 * 1024
 MAX_KEYS = 64
@@ -29,12 +28,10 @@ class InvalidMetadata(ValueError):
 
 
 def _scalar_ok(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
     if isinstance(value, str):
         return storable(value)  # no NUL or lone surrogate: the chunks' copy is in PostgreSQL
-    if isinstance(value, int) and not isinstance(value, bool):
-        return -(2**63) <= value < 2**63  # what MongoDB stores as an integer
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return storable_number(value)
     return value is None or isinstance(value, bool)
 
 
@@ -66,6 +63,8 @@ def parse(part: str, raw: bytes) -> Any:
         raise InvalidMetadata(f"{part} is larger than {MAX_BYTES} bytes.")
     try:
         return json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise InvalidMetadata(f"{part}: arrays and objects are nested too deeply.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidMetadata(f"{part} is not valid JSON: {exc}") from exc
 

@@ -28,10 +28,10 @@ class SearchRequest(BaseModel):
     filters: Filters | None = None
     highlight: bool = Field(False, strict=True, description="add `highlights`: matched words in <mark>, HTML-escaped")
     vector_weight: float | None = Field(
-        None, ge=0, le=100, strict=True, description="hybrid: default HYBRID_VECTOR_WEIGHT"
+        None, ge=0, le=100, strict=True, allow_inf_nan=False, description="hybrid: default HYBRID_VECTOR_WEIGHT"
     )
     keyword_weight: float | None = Field(
-        None, ge=0, le=100, strict=True, description="hybrid: default HYBRID_KEYWORD_WEIGHT"
+        None, ge=0, le=100, strict=True, allow_inf_nan=False, description="hybrid: default HYBRID_KEYWORD_WEIGHT"
     )
 
 
