@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     hybrid_vector_weight: float = Field(1.0, ge=0)
     hybrid_keyword_weight: float = Field(1.0, ge=0)
     hybrid_candidates: int = Field(50, ge=1, le=1000)  # rows each leg of a hybrid search contributes (at least k)
-    # keyword search's any-word fallback leaves out words PostgreSQL's statistics put in more chunks
+    # keyword search's any-word fallback leaves out words in more of the tenant's own chunks than this
     keyword_common_word_chunks: int = Field(5000, ge=0)
     llm_base_url: str | None = None  # an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; unset: no LLM
     llm_model: str = ""
