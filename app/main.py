@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs=jobs,
             idempotency=idempotency,
             keys=keys,
+            audit=keys.audit,
             interactions=interactions,
         )
         app.state.limiter = RateLimits(settings)

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     max_pending_files_per_tenant: int = Field(1000, ge=1)  # saving + queued + processing, per tenant
     max_json_bytes: int = Field(1024 * 1024, gt=0)  # largest request body of any endpoint but POST /upload
     key_touch_interval_s: float = Field(60, ge=0)  # an API key's last_used_at is written at most this often
+    max_keys_per_tenant: int = Field(100, ge=1)  # active (not revoked) API keys; more: 409 key_limit_reached
 
     @field_validator("upload_rate", "query_rate")
     @classmethod
