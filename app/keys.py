@@ -7,6 +7,8 @@
 `create` prints the key alone on stdout (and what it is on stderr): store it now, it is
 not kept. A tenant exists as soon as one of its keys does; its name is 1-63 of `a-z0-9_-`.
 The first admin key of a tenant comes from here; with it, `POST /admin/keys` makes more.
+The cap holds here too: a tenant with MAX_KEYS_PER_TENANT active keys gets none (exit 1).
+Creations and revocations go to the audit log as by `cli` (and to stderr, as a log line).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 from pymongo import MongoClient
 
 from app.auth import KEY_ID, parse_scopes
+from app.logs import setup_logging
 from app.settings import TENANT_PATTERN, get_settings
-from app.stores.keys import SyncKeyStore
+from app.stores.audit import CLI
+from app.stores.keys import KeyLimitReached, SyncKeyStore
 
 
 def _store() -> tuple[MongoClient, SyncKeyStore]:
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("key_id")
     args = parser.parse_args(argv)
 
+    setup_logging(get_settings(), "keys-cli")  # the audit's log lines, on stderr
     client, store = _store()
     try:
         if args.cmd == "create":
@@ -60,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 parser.error(str(exc))
             store.ensure_indexes()
-            doc, key = store.create(args.tenant, args.name.strip(), scopes)
+            try:
+                doc, key = store.create(
+                    args.tenant, args.name.strip(), scopes, cap=get_settings().max_keys_per_tenant, actor=CLI
+                )
+            except KeyLimitReached as exc:
+                print(f"refused: {exc}", file=sys.stderr)
+                return 1
             print(
                 f"created key {doc['_id']} for tenant {doc['tenant']!r} ({doc['name']}, scopes {','.join(scopes)});"
                 " it is shown only now:",
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not KEY_ID.match(args.key_id):
                 parser.error("KEY_ID is the 12 hex digits after dp_")
-            doc = store.revoke(args.key_id)
+            doc = store.revoke(args.key_id, actor=CLI)
             if doc is None:
                 print(f"no key {args.key_id}", file=sys.stderr)
                 return 1

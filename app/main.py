@@ -1,11 +1,8 @@
 """The API application: `create_app()` wires the stores from the settings."""
 
-import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import psycopg
@@ -110,57 +107,15 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     if isinstance(exc.detail, dict) or exc.status_code in (204, 304):
         return await http_exception_handler(request, exc)
     if exc.status_code == 400 and request.url.path != "/upload":  # a JSON body that could not be read
-        if isinstance(exc.__cause__, RecursionError):
-            code, message = describe_errors([await _nesting_error(request)])
-        else:
-            code, message = "invalid_request", "The body is not valid JSON in UTF-8."
-        return JSONResponse({"detail": {"code": code, "message": message}}, status_code=422, headers=headers)
+        message = (
+            "The body's arrays and objects are nested too deeply."  # json.loads ran out of recursion
+            if isinstance(exc.__cause__, RecursionError)
+            else "The body is not valid JSON in UTF-8."
+        )
+        detail = {"code": "invalid_request", "message": message}
+        return JSONResponse({"detail": detail}, status_code=422, headers=headers)
     code = FRAMEWORK_CODES.get(exc.status_code, "error")
     return JSONResponse({"detail": {"code": code, "message": str(exc.detail)}}, exc.status_code, headers=headers)
-
-
-# a string (skipped whole) or a bracket, brace or colon of a JSON text
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[][{}:]', re.DOTALL)
-NESTING_SCAN_DEPTH = 100  # deeper than any request body of this API may nest
-
-
-def _deep_field(body: bytes) -> str | None:
-    """The top-level key under which `body` nests past NESTING_SCAN_DEPTH (None: not under a key)."""
-    depth, last, key = 0, b"", b""
-    for match in _JSON_TOKENS.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > NESTING_SCAN_DEPTH:
-                return _key_name(key)
-        elif token in (b"]", b"}"):
-            depth -= 1
-        elif depth == 1 and token == b":":
-            key = last
-        elif depth == 1:
-            last = token
-    return None
-
-
-def _key_name(raw: bytes) -> str | None:
-    try:
-        name = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return name[:100] if isinstance(name, str) else None
-
-
-async def _nesting_error(request: Request) -> dict[str, Any]:
-    """A validation error for a JSON body nested past the recursion limit (json.loads raised
-    RecursionError, which FastAPI answers as a 400), naming the field it is under."""
-    try:
-        body = await request.body()  # read already: FastAPI's request, its body kept
-    except RuntimeError:
-        body = b""
-    field = _deep_field(body)
-    if field is None:
-        return {"loc": ("body",), "msg": "The body's arrays and objects are nested too deeply."}
-    return {"loc": ("body", field), "msg": "arrays and objects are nested too deeply."}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -208,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs=jobs,
             idempotency=idempotency,
             keys=keys,
+            audit=keys.audit,
             interactions=interactions,
         )
         app.state.limiter = RateLimits(settings)

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     max_pending_files_per_tenant: int | None = Field(None, ge=0)
     max_json_bytes: int = Field(1024 * 1024, gt=0)  # largest request body of any endpoint but POST /upload
     key_touch_interval_s: float = Field(60, ge=0)  # an API key's last_used_at is written at most this often
+    max_keys_per_tenant: int = Field(100, ge=1)  # active (not revoked) API keys; more: 409 key_limit_reached
 
     @field_validator("upload_rate", "query_rate")
     @classmethod
@@ -140,7 +141,7 @@ class Settings(BaseSettings):
     hybrid_vector_weight: float = Field(1.0, ge=0)
     hybrid_keyword_weight: float = Field(1.0, ge=0)
     hybrid_candidates: int = Field(50, ge=1, le=1000)  # rows each leg of a hybrid search contributes (at least k)
-    # keyword search's any-word fallback leaves out words PostgreSQL's statistics put in more chunks
+    # keyword search's any-word fallback leaves out words in more of the tenant's own chunks than this
     keyword_common_word_chunks: int = Field(5000, ge=0)
     llm_base_url: str | None = None  # an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; unset: no LLM
     llm_model: str = ""

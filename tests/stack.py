@@ -117,10 +117,13 @@ def create_key(mongo_url: str, mongo_db: str, tenant: str, scopes: list[str], na
     """A new API key, straight into MongoDB (as `python -m app.keys create` does)."""
     from pymongo import MongoClient
 
+    from app.settings import Settings
+    from app.stores.audit import CLI
     from app.stores.keys import SyncKeyStore
 
+    cap = Settings.model_fields["max_keys_per_tenant"].default
     with MongoClient(mongo_url, tz_aware=True) as client:
-        _, key = SyncKeyStore(client, mongo_db).create(tenant, name, scopes)
+        _, key = SyncKeyStore(client, mongo_db).create(tenant, name, scopes, cap=cap, actor=CLI)
     return key
 
 

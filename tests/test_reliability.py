@@ -78,7 +78,8 @@ class Faults:
                 return docs
             if time.monotonic() > deadline:
                 stuck = {f: d.get("status") for f, d in docs.items() if d.get("status") not in statuses}
-                raise TimeoutError(f"not {statuses} after {timeout}s: {stuck}")
+                tails = "\n".join(f"--- {w.name}\n{w.tail(30)}" for w in self.workers)
+                raise TimeoutError(f"not {statuses} after {timeout}s: {stuck}\n{tails}")
             time.sleep(0.3)
 
     def chunk_ordinals(self, fid: str) -> list[int]:

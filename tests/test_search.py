@@ -3,6 +3,8 @@ upload metadata, the interaction log, and what bad input gets (422 with a code).
 
 import asyncio
 import json
+import random
+import string
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ from pymongo import MongoClient
 from app.retrieval import metadata as upload_metadata
 from app.retrieval.filters import Filters, from_query_params, glob_to_like
 from app.retrieval.search import (
+    LEXEME_TSQUERY,
     SearchParams,
     any_word_tsquery,
     keyword_queries,
@@ -30,6 +33,7 @@ from app.retrieval.search import (
     rrf,
     search,
     tsquery_literal,
+    word_chunks,
 )
 from app.stores.chunks import ensure_schema, schema_sql
 from tests.helpers import make_pdf, run_worker, wait_final
@@ -526,12 +530,8 @@ def test_hybrid_runs_the_keyword_leg_while_the_query_is_embedded(stack: Stack) -
             conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))
 
 
-def test_the_any_word_fallback_leaves_out_common_words(stack: Stack) -> None:
-    """No chunk has every word: the fallback looks for the uncommon ones only, so chunks that share
-    just a common word stay out (with it, they would outrank the one with the rare word)."""
-    tenant = f"common-{uuid.uuid4().hex[:8]}"
-    ensure_schema(stack.env["DATABASE_URL"])
-    texts = ["Quayside quayside quayside: the quayside log."] * 30 + ["A walrus was seen near the pier."]
+def _insert_chunks(stack: Stack, tenant: str, texts: list[str]) -> None:
+    """Chunks straight into PostgreSQL, one file each (`c<i>.txt`), with random vectors."""
     rng = np.random.default_rng(3)
     with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
         register_vector(conn)
@@ -539,9 +539,21 @@ def test_the_any_word_fallback_leaves_out_common_words(stack: Stack) -> None:
             cur.executemany(
                 "INSERT INTO chunks (tenant, file_id, ordinal, text, filename, content_type, embedding) "
                 "VALUES (%s, %s, 0, %s, %s, 'text/plain', %s)",
-                [(tenant, uuid.uuid4(), t, f"c{i}.txt", _unit(rng, 1)[0]) for i, t in enumerate(texts)],
+                [
+                    (tenant, uuid.uuid4(), t, f"c{i}.txt", v)
+                    for i, (t, v) in enumerate(zip(texts, _unit(rng, len(texts)), strict=True))
+                ],
             )
-        conn.execute("ANALYZE chunks")  # the statistics the fallback reads
+
+
+def test_the_any_word_fallback_leaves_out_common_words(stack: Stack) -> None:
+    """No chunk has every word: the fallback looks for the uncommon ones only, so chunks that share
+    just a common word stay out (with it, they would outrank the one with the rare word). Common is
+    counted in the tenant's own chunks, at once: no statistics to wait for (no ANALYZE here)."""
+    tenant = f"common-{uuid.uuid4().hex[:8]}"
+    ensure_schema(stack.env["DATABASE_URL"])
+    texts = ["Quayside quayside quayside: the quayside log."] * 30 + ["A walrus was seen near the pier."]
+    _insert_chunks(stack, tenant, texts)
     try:
 
         def keyword(common_word_chunks: int) -> list[str]:
@@ -551,9 +563,53 @@ def test_the_any_word_fallback_leaves_out_common_words(stack: Stack) -> None:
         assert keyword(common_word_chunks=10) == ["c30.txt"]  # quayside is in 30 chunks: left out
         everything = keyword(common_word_chunks=1000)  # nothing is that common: every word counts
         assert len(everything) == 5 and "c30.txt" not in everything
+        assert keyword(common_word_chunks=0) == everything  # every word is common: all are kept
     finally:
         with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
             conn.execute("DELETE FROM chunks WHERE tenant = %s", (tenant,))
+
+
+def test_word_chunks_counts_the_tenants_chunks_up_to_the_cap(stack: Stack) -> None:
+    tenant, other = (f"count-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    ensure_schema(stack.env["DATABASE_URL"])
+    _insert_chunks(stack, tenant, ["Quayside cranes."] * 12 + ["A walrus."])
+    _insert_chunks(stack, other, ["Walrus, walrus."] * 20)
+
+    async def counts(pool: AsyncConnectionPool) -> dict[str, int]:
+        async with pool.connection() as conn:
+            return dict(await word_chunks(conn, tenant, "the quayside walrus's zebra", cap=5))
+
+    try:  # stop words are not lexemes; the other tenant's walruses are not counted
+        assert with_pool(stack, counts) == {"quaysid": 5, "walrus": 1, "zebra": 0}
+    finally:
+        with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+            conn.execute("DELETE FROM chunks WHERE tenant = ANY(%s)", ([tenant, other],))
+
+
+def test_the_fallback_counts_only_the_tenants_own_chunks(stack: Stack) -> None:
+    """Which words the fallback leaves out is decided by the caller's chunks alone: another tenant's
+    hundreds of chunks with the same word (and statistics fresh from ANALYZE that say so) change
+    nothing in what this tenant finds. PostgreSQL's statistics cover every tenant: with them, tenant A's
+    vocabulary decided tenant B's results, a side channel."""
+    a, b = (f"{side}-{uuid.uuid4().hex[:8]}" for side in ("sidea", "sideb"))
+    word = "".join(random.Random(uuid.uuid4().int).choices(string.ascii_lowercase, k=10))  # in no other chunk
+    ensure_schema(stack.env["DATABASE_URL"])
+
+    def b_finds() -> list[str]:
+        with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("ANALYZE chunks")
+        params = SearchParams(f"{word} walrus", "keyword", 5, common_word_chunks=10)  # no chunk has both
+        return [h.filename for h in with_pool(stack, lambda pool: search(pool, b, params, None))]
+
+    try:
+        _insert_chunks(stack, b, [f"The {word} log was signed.", "A walrus was seen near the pier."])
+        alone = b_finds()
+        assert sorted(alone) == ["c0.txt", "c1.txt"]  # one chunk each: neither word is common for B
+        _insert_chunks(stack, a, [f"{word} {word}: the {word} log."] * 300)
+        assert b_finds() == alone
+    finally:
+        with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+            conn.execute("DELETE FROM chunks WHERE tenant = ANY(%s)", ([a, b],))
 
 
 def test_any_word_tsquery_and_its_literals(stack: Stack) -> None:
@@ -561,11 +617,13 @@ def test_any_word_tsquery_and_its_literals(stack: Stack) -> None:
     assert any_word_tsquery([("return", 60_000), ("valu", 30_000)], 5000) == "'return' | 'valu'"  # all common
     assert any_word_tsquery([], 5000) is None
     odd = ["it's", "c:\\temp", "a|b", "x'\\'y"]
+    # the count statement quotes the lexemes it reads from the query the same way, in SQL
+    in_sql = f"SELECT ({LEXEME_TSQUERY})::text FROM (SELECT %s::text AS lexeme) AS w"
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:  # PostgreSQL reads each back as that one lexeme
         for lexeme in odd:
-            assert conn.execute("SELECT querytree(%s::tsquery)", (tsquery_literal(lexeme),)).fetchone()[0] == (
-                "'" + lexeme.replace("'", "''").replace("\\", "\\\\") + "'"
-            )
+            expected = "'" + lexeme.replace("'", "''").replace("\\", "\\\\") + "'"
+            assert conn.execute("SELECT querytree(%s::tsquery)", (tsquery_literal(lexeme),)).fetchone()[0] == expected
+            assert conn.execute(in_sql, (lexeme,)).fetchone()[0] == expected
 
 
 def test_search_is_tenant_scoped(client: httpx.Client, stack: Stack, suite: dict) -> None:

@@ -4,7 +4,9 @@ The session API runs with AUTH=enabled (tests/stack.py); keys are made straight 
 MongoDB by `Stack.key` (as `python -m app.keys create` does) or through /admin/keys.
 """
 
+import asyncio
 import concurrent.futures
+import contextlib
 import io
 import ipaddress
 import json
@@ -17,16 +19,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 
 from app.auth import check_bind, is_loopback, parse_key, parse_scopes
 from app.localstack import free_port
 from app.logs import ContextFilter, JsonFormatter, redact
 from app.settings import Settings
+from app.stores.audit import Actor
+from app.stores.keys import KeyLimitReached, KeyStore
 from tests.helpers import make_pdf, run_worker, upload, wait_final
 from tests.stack import METRICS_TOKEN, Stack, start_api
 
@@ -120,6 +125,7 @@ def test_scopes(api_url: str, stack: Stack) -> None:
     assert r.status_code == 403 and _code(r) == "forbidden" and "'write'" in r.json()["detail"]["message"]
     assert reader.delete(f"/files/{fid}").status_code == 403
     assert reader.get("/admin/keys").status_code == 403
+    assert reader.get("/admin/audit").status_code == 403
     assert reader.get("/system-metrics").status_code == 403
 
     assert writer.get(f"/files/{fid}").status_code == 403  # write does not imply read
@@ -201,6 +207,7 @@ def test_tenant_isolation_across_every_endpoint(api_url: str, stack: Stack) -> N
     assert b_key_id not in {k["key_id"] for k in a.get("/admin/keys").json()["items"]}
     assert a.delete(f"/admin/keys/{b_key_id}").status_code == 404
     assert b.get("/files").status_code == 200
+    assert b_key_id not in {e["key_id"] for e in a.get("/admin/audit").json()["items"]}  # nor its audit
 
     assert a.delete(f"/files/{fid}").status_code == 204
     assert b.delete(f"/files/{b_fid}").status_code == 204
@@ -220,6 +227,7 @@ def limited(stack: Stack) -> Iterator[str]:
         "MAX_PENDING_FILES_PER_TENANT": "2",
         "QUEUE_NAME": "ingest-limits",
         "MAX_JSON_BYTES": "4096",
+        "MAX_KEYS_PER_TENANT": "3",
     }
     proc, url = start_api(stack, "api-limits", env=env)
     yield url
@@ -269,6 +277,71 @@ def test_pending_files_per_tenant_are_capped(limited: str, stack: Stack) -> None
         assert r2.status_code == 202
         assert o.delete(f"/files/{r.json()['files'][0]['file_id']}").status_code == 204
         assert c.delete(f"/files/{r2.json()['files'][0]['file_id']}").status_code == 204
+
+
+def _active_keys(c: httpx.Client) -> list[str]:
+    return [k["key_id"] for k in c.get("/admin/keys").json()["items"] if k["revoked_at"] is None]
+
+
+def test_active_keys_per_tenant_are_capped(limited: str, stack: Stack) -> None:
+    tenant, other = f"kc-{uuid.uuid4().hex[:6]}", f"ko-{uuid.uuid4().hex[:6]}"
+    with stack.client(limited, tenant=tenant) as c:  # its own admin key is the first of 3
+        ids = [c.post("/admin/keys", json={"name": f"k{i}"}).json()["key_id"] for i in range(2)]
+        r = c.post("/admin/keys", json={"name": "one too many"})
+        assert r.status_code == 409 and _code(r) == "key_limit_reached", r.text
+        assert "3 active API keys" in r.json()["detail"]["message"] and "revoke" in r.json()["detail"]["message"]
+        assert len(_active_keys(c)) == 3
+        assert c.delete(f"/admin/keys/{ids[0]}").status_code == 204  # revoked keys do not count
+        assert c.post("/admin/keys", json={"name": "in its place"}).status_code == 201
+        assert c.post("/admin/keys", json={"name": "again too many"}).status_code == 409
+    with stack.client(limited, tenant=other) as o:  # another tenant has its own places
+        assert o.post("/admin/keys", json={"name": "mine"}).status_code == 201
+
+
+def test_concurrent_creates_never_pass_the_key_cap(limited: str, stack: Stack) -> None:
+    """20 creates at once for a tenant with 2 places left: counting before inserting would let all through."""
+    tenant = f"kr-{uuid.uuid4().hex[:6]}"
+    headers = stack.auth(tenant)
+
+    def create(i: int) -> int:
+        return httpx.post(f"{limited}/admin/keys", json={"name": f"burst {i}"}, headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(create, range(20)))
+    with stack.client(limited, tenant=tenant) as c:
+        active = _active_keys(c)
+        assert set(statuses) <= {201, 409} and len(active) <= 3, (statuses, active)
+        assert len(active) == 1 + statuses.count(201)  # a refused create left no key behind
+        while c.post("/admin/keys", json={"name": "after the burst"}).status_code == 201:
+            pass
+        assert len(_active_keys(c)) == 3  # and the places are all there once it is over
+
+
+def test_the_key_cap_holds_for_creates_from_many_processes_at_once(stack: Stack) -> None:
+    """20 creates at once, each through a MongoDB client of its own (as from 20 API processes): a count
+    before the insert alone let all 20 through, each counting before the others had inserted. Counting
+    again after the insert, each sees the others' keys and takes its own back out (all 20 may be
+    refused); the places are free again afterwards."""
+    tenant = f"kg-{uuid.uuid4().hex[:6]}"
+
+    async def burst() -> tuple[list, int]:
+        clients = [AsyncMongoClient(stack.env["MONGO_URL"], tz_aware=True) for _ in range(20)]
+        try:
+            await asyncio.gather(*(c.admin.command("ping") for c in clients))  # connected before the burst
+            stores = [KeyStore(c, stack.env["MONGO_DB"]) for c in clients]
+            creates = [s.create(tenant, f"k{i}", ["read"], cap=3, actor=Actor("test")) for i, s in enumerate(stores)]
+            results = await asyncio.gather(*creates, return_exceptions=True)
+            with contextlib.suppress(KeyLimitReached):
+                while True:  # the places that refused creates took back are free again
+                    await stores[0].create(tenant, "after the burst", ["read"], cap=3, actor=Actor("test"))
+            return results, await stores[0].col.count_documents({"tenant": tenant, "revoked_at": None})
+        finally:
+            await asyncio.gather(*(c.close() for c in clients))
+
+    results, active_after = asyncio.run(burst())
+    created = [r for r in results if not isinstance(r, KeyLimitReached)]
+    assert all(isinstance(r, tuple) for r in created), results  # nothing but keys and refusals
+    assert len(created) <= 3 and active_after == 3, (len(created), active_after)
 
 
 def test_request_bodies_are_bounded_before_they_are_read(limited: str, stack: Stack) -> None:
@@ -419,7 +492,7 @@ def _nested() -> str:
 
 def test_deeply_nested_json_is_a_coded_422(client: httpx.Client, stack: Stack, api_url: str) -> None:
     """Nesting past the recursion limit: the upload's metadata parts were a 500 (RecursionError in
-    json.loads); JSON bodies a 422 that called them invalid UTF-8, with no word of the field."""
+    json.loads); JSON bodies a 422 that called them invalid UTF-8."""
     data = [("files", ("deep.txt", _unique("deeply nested metadata"), "text/plain"))]
     total = client.get("/files").json()["total"]
     for part in ("metadata", "file_metadata"):
@@ -429,13 +502,12 @@ def test_deeply_nested_json_is_a_coded_422(client: httpx.Client, stack: Stack, a
         assert "nested too deeply" in r.json()["detail"]["message"]
     assert client.get("/files").json()["total"] == total
     in_filters = '{"query": "x", "filters": {"metadata": {"a": ' + _nested() + "}}}"
+    in_query = '{"query": ' + _nested() + "}"
     for path in ("/query", "/generate-text-with-context", "/admin/keys"):
-        for body, code in ((in_filters, "invalid_filters"), (_nested(), "invalid_request")):
+        for body in (in_filters, in_query, _nested()):
             r = client.post(path, content=body, headers={"content-type": "application/json"})
-            assert r.status_code == 422 and _code(r) == code, (path, r.text)
+            assert r.status_code == 422 and _code(r) == "invalid_request", (path, r.text)
             assert "nested too deeply" in r.json()["detail"]["message"], r.text
-    r = client.post("/query", content='{"query": ' + _nested() + "}", headers={"content-type": "application/json"})
-    assert r.status_code == 422 and _code(r) == "invalid_query" and r.json()["detail"]["message"].startswith("query:")
 
 
 # --- AUTH=disabled, the CLI, secrets -------------------------------------------------------------------------
@@ -533,13 +605,79 @@ def test_admin_cli_creates_lists_and_revokes(api_url: str, stack: Stack) -> None
     (doc,) = json.loads(listed.stdout)
     assert doc["_id"] == key_id and doc["scopes"] == ["read"] and "hash" not in doc
     assert key.split("_", 2)[2] not in listed.stdout
-    assert subprocess.run([*cli, "revoke", key_id], env=env, cwd=ROOT, timeout=60).returncode == 0
+    revoked = subprocess.run([*cli, "revoke", key_id], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
     assert httpx.get(f"{api_url}/stats", headers={"X-API-Key": key}, timeout=10).status_code == 401
+    # both are in the tenant's audit, by `cli`, and each was logged as a structured line
+    with stack.client(api_url, tenant=tenant) as admin:
+        entries = [e for e in _audit(admin) if e[1] == key_id]
+    assert entries == [("key.revoked", key_id, "cli", None, tenant), ("key.created", key_id, "cli", None, tenant)]
+    assert [d["action"] for d in _audit_log_lines(out.stderr + revoked.stderr, key_id)] == [
+        "key.created",
+        "key.revoked",
+    ]
     bad = subprocess.run([*cli, "create", "--tenant", "Bad/Tenant", "--name", "x"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "--tenant" in bad.stderr
     with pytest.raises(ValueError):
         parse_scopes("read,root")
+
+
+def _audit(c: httpx.Client, **params: int) -> list[tuple]:
+    r = c.get("/admin/audit", params=params)
+    assert r.status_code == 200, r.text
+    return [(e["action"], e["key_id"], e["actor"], e["request_id"], e["tenant"]) for e in r.json()["items"]]
+
+
+def _audit_log_lines(text: str, key_id: str) -> list[dict]:
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"app.audit"' in line]
+    return [line for line in lines if line.get("key_id") == key_id]
+
+
+def test_key_creation_and_revocation_are_audited(api_url: str, stack: Stack) -> None:
+    a_name, b_name = f"aa-{uuid.uuid4().hex[:6]}", f"ab-{uuid.uuid4().hex[:6]}"
+    with stack.client(api_url, tenant=a_name) as a, stack.client(api_url, tenant=b_name) as b:
+        admin_id = parse_key(stack.key(a_name))[0]  # made as the CLI makes keys: audited as `cli`
+        r = a.post("/admin/keys", json={"name": "audited", "scopes": ["read"]}, headers={"X-Request-ID": "kc-1"})
+        key_id = r.json()["key_id"]
+        assert a.delete(f"/admin/keys/{key_id}", headers={"X-Request-ID": "kr-1"}).status_code == 204
+        assert a.delete(f"/admin/keys/{key_id}").status_code == 204  # revoked already: no second entry
+        b_key = b.post("/admin/keys", json={"name": "b's"}).json()["key_id"]
+
+        assert _audit(a) == [  # newest first
+            ("key.revoked", key_id, admin_id, "kr-1", a_name),
+            ("key.created", key_id, admin_id, "kc-1", a_name),
+            ("key.created", admin_id, "cli", None, a_name),
+        ]
+        assert a.get("/admin/audit").json()["total"] == 3
+        assert _audit(a, limit=1, offset=1) == [("key.created", key_id, admin_id, "kc-1", a_name)]
+        b_entries = _audit(b)  # B sees its own entries only
+        assert {e[1] for e in b_entries} == {b_key, parse_key(stack.key(b_name))[0]}
+        assert {e[4] for e in b_entries} == {b_name}
+        assert a.get("/admin/audit", params={"limit": 0}).status_code == 422
+    log = (stack.root / "logs" / "api.log").read_text(errors="replace")
+    lines = _audit_log_lines(log, key_id)  # one structured line per event
+    assert [(d["action"], d["tenant"], d["actor"], d["request_id"]) for d in lines] == [
+        ("key.created", a_name, admin_id, "kc-1"),
+        ("key.revoked", a_name, admin_id, "kr-1"),
+    ]
+
+
+def test_the_admin_cli_keeps_to_the_key_cap(stack: Stack) -> None:
+    env = {**os.environ, **stack.env, "MAX_KEYS_PER_TENANT": "2"}
+    tenant = f"clicap-{uuid.uuid4().hex[:6]}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app.keys", *args], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    first, second = (cli("create", "--tenant", tenant, "--name", f"k{i}") for i in range(2))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    refused = cli("create", "--tenant", tenant, "--name", "k2")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "MAX_KEYS_PER_TENANT" in refused.stderr and "revoke" in refused.stderr
+    assert cli("revoke", parse_key(first.stdout.strip())[0]).returncode == 0  # revoked keys do not count
+    assert cli("create", "--tenant", tenant, "--name", "k3").returncode == 0
 
 
 def test_redact() -> None:

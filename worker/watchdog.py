@@ -19,7 +19,6 @@ Every action is a compare-and-set on the status document (a takeover only on an 
 lease), so two watchdogs, or a watchdog racing a worker, do no harm.
 """
 
-import contextlib
 import logging
 import signal
 import threading
@@ -69,10 +68,19 @@ def watch() -> Watch:
     )
 
 
-def _fence_off(w: Watch, doc: dict[str, Any]) -> None:
-    """Fence the file's chunks off for its next claim (and remove them): the old worker writes nothing."""
-    with contextlib.suppress(StaleClaim):  # already fenced higher: deleted, or claimed again
+def _fence_off(w: Watch, doc: dict[str, Any]) -> bool:
+    """Fence the file's chunks off for its next claim (and remove them): the old worker writes nothing.
+
+    Best effort: if PostgreSQL fails here, the next claim raises the fence itself with its first write.
+    """
+    try:
         w.chunks.fence_off(doc["_id"], int(doc.get("attempts", 0)) + 1)
+    except StaleClaim:
+        pass  # already fenced higher: deleted, or claimed again
+    except Exception:  # the takeover stands; the job must still be enqueued
+        log.warning("file %s: chunks not fenced off", doc["_id"], exc_info=True)
+        return False
+    return True
 
 
 def _take_back_lost(w: Watch, done: Counter) -> None:
@@ -81,17 +89,17 @@ def _take_back_lost(w: Watch, done: Counter) -> None:
         fid = doc["_id"]
         if doc.get("attempts", 0) >= s.max_attempts:
             if w.files.fail_lost(doc):
-                _fence_off(w, doc)
-                w.files.mark_purged(fid)
+                if _fence_off(w, doc):
+                    w.files.mark_purged(fid)  # else `unpurged_failed` tries again next pass
                 done["failed_worker_lost"] += 1
         elif w.files.requeue_lost(doc, last_error=LOST):
             _fence_off(w, doc)
             w.jobs.enqueue_file(fid, doc.get("size") or 0)
             done["requeued_lost"] += 1
     for doc in w.files.unpurged_failed():
-        _fence_off(w, doc)
-        w.files.mark_purged(doc["_id"])
-        done["failed_chunks_removed"] += 1
+        if _fence_off(w, doc):
+            w.files.mark_purged(doc["_id"])
+            done["failed_chunks_removed"] += 1
 
 
 def run_once(w: Watch) -> Counter:

@@ -8,7 +8,7 @@ needs (and the rate limit it counts against):
     WriteTenant    write                         DELETE /files/{id}
     UploadTenant   write, UPLOAD_RATE            POST /upload
     QueryTenant    read, QUERY_RATE              /query, /search, /generate, /generate-text-with-context
-    AdminTenant    admin                         /admin/keys
+    AdminPrincipal admin                         /admin/keys, /admin/audit
 """
 
 from typing import Annotated, Any

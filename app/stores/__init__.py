@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from app.stores.audit import AuditStore
 from app.stores.blobs import DiskBlobs, S3Blobs
 from app.stores.chunks import ChunkSearch
 from app.stores.files import FileStore
@@ -21,4 +22,5 @@ class Stores:
     jobs: JobQueue
     idempotency: IdempotencyStore
     keys: KeyStore
+    audit: AuditStore  # the key store's: it writes, GET /admin/audit reads
     interactions: InteractionStore | None = None  # None: INTERACTIONS_LOG=false

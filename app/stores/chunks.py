@@ -174,15 +174,22 @@ class ChunkIndex:
     def fence_off(self, file_id: str, token: int) -> int:
         """Raise the file's fence to `token` and remove its chunks: what a claim with `token` may do,
         and what the watchdog does for the next claim after taking a file back. StaleClaim when the
-        fence is higher already; the number of chunks removed otherwise."""
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                self._fence(cur, file_id, token)
-                cur.execute("DELETE FROM chunks WHERE file_id = %s", (file_id,))
-                return cur.rowcount
-        except psycopg.OperationalError:
-            self.close()
-            raise
+        fence is higher already; the number of chunks removed otherwise.
+
+        Idempotent, so a connection that went bad while idle (a server restart) is replaced and the
+        statement tried once more.
+        """
+        for attempt in (1, 2):
+            try:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    self._fence(cur, file_id, token)
+                    cur.execute("DELETE FROM chunks WHERE file_id = %s", (file_id,))
+                    return cur.rowcount
+            except psycopg.OperationalError:
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def delete_file(self, file_id: str) -> int:
         """A deleted file's chunks, fenced off for good (the watchdog finishing a delete)."""

@@ -4,7 +4,7 @@ import math
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry
 
 from app.settings import Settings
 
@@ -48,9 +48,14 @@ class JobQueue:
         self.queue.remove(file_id)
 
     def live_job_ids(self) -> set[str]:
-        """Ids of jobs that will still run: waiting, scheduled for a retry, deferred or running."""
+        """Ids of jobs that will still run: waiting, scheduled for a retry, or deferred.
+
+        Not the started ones: a file that is `queued` while its job counts as started lost that
+        job's worker (killed, or stopped and taken back). Enqueuing it again at worst makes a
+        duplicate job, which does nothing (the claim is atomic).
+        """
         ids = set(self.queue.get_job_ids())
-        for registry in (ScheduledJobRegistry, DeferredJobRegistry, StartedJobRegistry):
+        for registry in (ScheduledJobRegistry, DeferredJobRegistry):
             ids.update(registry(queue=self.queue).get_job_ids())
         return ids
 
