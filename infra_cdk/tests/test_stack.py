@@ -8,7 +8,8 @@ from aws_cdk.assertions import Match, Template
 from conftest import FULL_CONTEXT, Synth, synthesize
 
 from docproc_infra.config import Config
-from docproc_infra.stack import METRIC_NAMESPACE, QUEUE_DEPTH_METRIC, SCALE_OUT_STEPS
+from docproc_infra.scaling import SCALE_OUT_STEPS
+from docproc_infra.service import METRIC_NAMESPACE, QUEUE_DEPTH_METRIC
 
 
 @pytest.fixture(scope="session")
