@@ -52,7 +52,7 @@ install() {
 case "${1:-serve}" in
   serve)
     install
-    exec .venv/bin/python -m app.localstack serve
+    exec .venv/bin/python -m devstack serve
     ;;
   test)
     shift

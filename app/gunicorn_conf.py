@@ -2,8 +2,8 @@
 
 Prometheus multiprocess mode: gunicorn's workers are separate processes, so each writes
 its metrics to memory-mapped files in `PROMETHEUS_MULTIPROC_DIR` and `GET /metrics`
-(answered by any worker) adds them all up (app/metrics.py). The variable is set here, in
-the master, before any worker imports prometheus_client: the given directory, or a new
+(answered by any worker) adds them all up (app/observability/api_metrics.py). The variable is set
+here, in the master, before any worker imports prometheus_client: the given directory, or a new
 temporary one. It is emptied when gunicorn starts, so one run's counts never add to the
 next run's; a worker that exits has its live gauges dropped. gunicorn's own log lines go
 through the service's formatter (JSON with LOG_FORMAT=json).
@@ -27,9 +27,9 @@ _settings = get_settings()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "app.logs.ContextFilter", "service": "api"}},
+    "filters": {"context": {"()": "app.observability.logs.ContextFilter", "service": "api"}},
     "formatters": {
-        "service": {"()": "app.logs.JsonFormatter"}
+        "service": {"()": "app.observability.logs.JsonFormatter"}
         if _settings.log_format == "json"
         else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
@@ -41,7 +41,7 @@ logconfig_dict = {
             "stream": "ext://sys.stderr",
         }
     },
-    # the app installs its own root handler (app.logs.setup_logging) in each worker
+    # the app installs its own root handler (app.observability.logs.setup_logging) in each worker
     "root": {"level": _settings.log_level.upper(), "handlers": []},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},

@@ -17,14 +17,14 @@ from pymongo import AsyncMongoClient
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import scratch
-from app.api import admin, answers, files, ops, search, uploads
-from app.api.search import describe_errors
-from app.auth import check_bind
-from app.embedding import load_embedder
-from app.logs import setup_logging
-from app.middleware import BodyLimit, LoopbackOnly, RequestObservability
-from app.ratelimit import RateLimits
-from app.retrieval.llm import ChatClient
+from app.answering.llm import ChatClient
+from app.api.auth import check_bind
+from app.api.middleware import BodyLimit, LoopbackOnly, RequestObservability
+from app.api.ratelimit import RateLimits
+from app.api.routes import admin, answers, files, ops, search, uploads
+from app.api.routes.search import describe_errors
+from app.embedding.embedder import load_embedder
+from app.observability.logs import setup_logging
 from app.settings import Settings, get_settings
 from app.stores import Stores
 from app.stores.blobs import make_blob_store

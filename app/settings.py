@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     query_max_k: int = Field(100, gt=0)
     hnsw_ef_search: int = Field(200, gt=0)
 
-    # search and answers (app/retrieval/, app/api/search.py, app/api/answers.py)
+    # search and answers (app/retrieval/, app/answering/, app/api/routes/search.py, app/api/routes/answers.py)
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion: score = sum of weight / (RRF_K + rank)
     hybrid_vector_weight: float = Field(1.0, ge=0)
     hybrid_keyword_weight: float = Field(1.0, ge=0)

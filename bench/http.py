@@ -23,8 +23,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from app.localstack import free_port
 from bench.common import Load, cpu_per_request, hot_spots, load, median, profiled, record, rss_mb, table
+from devstack.servers import free_port
 from tests.stack import NO_KEYS, stack_dir, start_api, start_servers
 
 BARE_APP = """

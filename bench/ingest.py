@@ -130,7 +130,7 @@ def main() -> None:
     finally:
         stack.stop_all()
 
-    from app.embedding import load_embedder, model_dir
+    from app.embedding.embedder import load_embedder, model_dir
     from app.settings import Settings
 
     settings = Settings()

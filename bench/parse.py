@@ -38,7 +38,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app import filetypes
+from app.intake import filetypes
 from app.settings import Settings
 from worker.parsing import parse
 
@@ -214,7 +214,7 @@ def timed(path: Path, content_type: str, settings: Settings) -> tuple[float, int
 PEAK_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from app.embedding import load_embedder, load_tokenizer, model_dir
+from app.embedding.embedder import load_embedder, load_tokenizer, model_dir
 from app.settings import Settings
 from worker.chunking import Chunker
 from worker.parsing import parse
@@ -241,7 +241,7 @@ def peak_memory(path: Path, embed: bool) -> dict:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        # two malloc arenas, as the worker runs (app/localstack.py, Dockerfile)
+        # two malloc arenas, as the worker runs (devstack/supervisor.py, Dockerfile)
         env={**os.environ, "HF_HUB_OFFLINE": "1", "MALLOC_ARENA_MAX": "2"},
         check=True,
     )

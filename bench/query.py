@@ -106,7 +106,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from app.embedding import load_embedder
+    from app.embedding.embedder import load_embedder
     from app.settings import Settings
 
     rng = random.Random(11)

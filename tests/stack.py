@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from app import localstack
+from devstack import servers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +80,7 @@ class Stack:
         """Start a stopped server again: same port, same data."""
         argv, user = self.server_argv[name]
         self.servers[name] = self.spawn(name, argv, user=user)
-        wait = {"valkey": localstack.wait_valkey, "mongo": localstack.wait_mongo, "postgres": localstack.wait_postgres}
+        wait = {"valkey": servers.wait_valkey, "mongo": servers.wait_mongo, "postgres": servers.wait_postgres}
         url = {"valkey": "VALKEY_URL", "mongo": "MONGO_URL", "postgres": "DATABASE_URL"}[name]
         wait[name](self.env[url])
 
@@ -96,7 +96,7 @@ class Stack:
                 env=full_env,
                 cwd=ROOT,
                 start_new_session=True,
-                **localstack.run_as(user),
+                **servers.run_as(user),
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -150,19 +150,19 @@ def start_servers(root: Path) -> Stack:
 
 def _start_servers(stack: Stack) -> Stack:
     root = stack.root
-    ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres")}
-    stack.start_server("valkey", localstack.valkey_argv(ports["valkey"], root / "valkey"))
-    stack.start_server("mongo", localstack.mongo_argv(ports["mongo"], root / "mongo"))
-    localstack.init_postgres(root / "postgres")
+    ports = {k: servers.free_port() for k in ("valkey", "mongo", "postgres")}
+    stack.start_server("valkey", servers.valkey_argv(ports["valkey"], root / "valkey"))
+    stack.start_server("mongo", servers.mongo_argv(ports["mongo"], root / "mongo"))
+    servers.init_postgres(root / "postgres")
     stack.start_server(
         "postgres",
-        localstack.postgres_argv(ports["postgres"], root / "postgres", durable=False),
-        user=localstack.postgres_user(),
+        servers.postgres_argv(ports["postgres"], root / "postgres", durable=False),
+        user=servers.postgres_user(),
     )
     stack.env.update(
-        VALKEY_URL=localstack.valkey_url(ports["valkey"]),
-        MONGO_URL=localstack.mongo_url(ports["mongo"]),
-        DATABASE_URL=localstack.postgres_url(ports["postgres"]),
+        VALKEY_URL=servers.valkey_url(ports["valkey"]),
+        MONGO_URL=servers.mongo_url(ports["mongo"]),
+        DATABASE_URL=servers.postgres_url(ports["postgres"]),
         DATA_DIR=str(root / "data"),
         MONGO_DB="docproc_test",
         HF_HUB_OFFLINE="1",
@@ -174,14 +174,14 @@ def _start_servers(stack: Stack) -> Stack:
         UPLOAD_RATE="100000/minute",
         QUERY_RATE="100000/minute",
     )
-    localstack.wait_valkey(stack.env["VALKEY_URL"])
-    localstack.wait_mongo(stack.env["MONGO_URL"])
-    localstack.wait_postgres(stack.env["DATABASE_URL"])
+    servers.wait_valkey(stack.env["VALKEY_URL"])
+    servers.wait_mongo(stack.env["MONGO_URL"])
+    servers.wait_postgres(stack.env["DATABASE_URL"])
     return stack
 
 
 def start_api(stack: Stack, name: str = "api", env: dict[str, str] | None = None) -> tuple[Proc, str]:
-    port = localstack.free_port()
+    port = servers.free_port()
     proc = stack.spawn(
         name,
         [

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app import localstack
 from app.settings import Settings
+from devstack import servers
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose-prod.yml"
@@ -298,11 +298,11 @@ def test_healthcheck_api_role_asks_for_health(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = localstack.free_port()
-    proc = subprocess.Popen(localstack.valkey_argv(port, tmp_path_factory.mktemp("valkey")), stdout=subprocess.DEVNULL)
-    url = localstack.valkey_url(port)
+    port = servers.free_port()
+    proc = subprocess.Popen(servers.valkey_argv(port, tmp_path_factory.mktemp("valkey")), stdout=subprocess.DEVNULL)
+    url = servers.valkey_url(port)
     try:
-        localstack.wait_valkey(url)
+        servers.wait_valkey(url)
         yield url
     finally:
         proc.terminate()
@@ -326,7 +326,7 @@ def test_healthcheck_worker_role_finds_its_rq_worker(valkey: str, tmp_path: Path
         worker.terminate()
         worker.wait(15)
     assert _healthcheck("worker", tmp_path, VALKEY_URL=valkey) == 1  # it deregistered on shutdown
-    unreachable = f"redis://127.0.0.1:{localstack.free_port()}/0"
+    unreachable = f"redis://127.0.0.1:{servers.free_port()}/0"
     assert _healthcheck("worker", tmp_path, VALKEY_URL=unreachable) == 1
 
 

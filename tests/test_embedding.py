@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app.embedding import load_embedder
+from app.embedding.embedder import load_embedder
 from app.settings import Settings
 
 TEXTS = [
@@ -32,9 +32,9 @@ def test_batches_keep_input_order() -> None:
 
 
 def test_plain_torch_minilm_matches_sentence_transformers() -> None:
-    """app/minilm.py is a hand-written forward pass: hold it to the reference implementation."""
+    """app/embedding/minilm.py is a hand-written forward pass: hold it to the reference implementation."""
     st = pytest.importorskip("sentence_transformers")
-    from app.embedding import model_dir
+    from app.embedding.embedder import model_dir
 
     settings = Settings(embedding_precision="fp32")
     reference = st.SentenceTransformer(str(model_dir(settings)), device="cpu").encode(

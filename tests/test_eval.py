@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.eval import first_relevant, load_questions, percentile, relevant
+from app.cli.eval import first_relevant, load_questions, percentile, relevant
 from tests.helpers import make_pdf, run_worker, wait_final
 from tests.test_search import delete_files
 
@@ -117,7 +117,7 @@ def test_eval_command_reports_every_mode_and_hybrid_holds_its_floor(
 ) -> None:
     out = tmp_path / "eval.json"
     cmd = [
-        sys.executable, "-m", "app.eval", str(EVAL_DIR / "questions.jsonl"), "--url", api_url,
+        sys.executable, "-m", "app.cli.eval", str(EVAL_DIR / "questions.jsonl"), "--url", api_url,
         "--filters", json.dumps({"metadata": eval_corpus}), "--json", str(out),
     ]  # fmt: skip
     env = {**os.environ, "DOCPROC_API_KEY": stack.key(scopes="read")}
@@ -143,7 +143,7 @@ def test_eval_command_reports_every_mode_and_hybrid_holds_its_floor(
 def test_eval_json_to_stdout_and_bad_input(eval_corpus: dict, api_url: str, tmp_path: Path, stack) -> None:
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "SK-4471-B", "expected": {"filename": "eval-pump-manual.pdf"}}) + "\n")
-    cmd = [sys.executable, "-m", "app.eval", str(questions), "--url", api_url, "--modes", "keyword", "--json", "-"]
+    cmd = [sys.executable, "-m", "app.cli.eval", str(questions), "--url", api_url, "--modes", "keyword", "--json", "-"]
     env = {**os.environ, "DOCPROC_API_KEY": stack.key(scopes="read")}
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
@@ -152,7 +152,7 @@ def test_eval_json_to_stdout_and_bad_input(eval_corpus: dict, api_url: str, tmp_
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "x"}\n')
-    base = [sys.executable, "-m", "app.eval", "--url", api_url]
+    base = [sys.executable, "-m", "app.cli.eval", "--url", api_url]
     result = subprocess.run([*base, str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2 and "bad.jsonl:1" in result.stderr and "expected" in result.stderr
     result = subprocess.run([*base, str(questions), "--modes", "fuzzy"], capture_output=True, text=True, cwd=ROOT)

@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.filenames import MAX_NAME_CHARS, display_name, safe_name
+from app.intake.filenames import MAX_NAME_CHARS, display_name, safe_name
 from tests.helpers import run_worker, wait_final
 
 

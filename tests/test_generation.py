@@ -11,8 +11,8 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from app.retrieval.extractive import extract, sentences
-from app.retrieval.prompt import cited_numbers, context_messages, fit_passages, where
+from app.answering.extractive import extract, sentences
+from app.answering.prompt import cited_numbers, context_messages, fit_passages, where
 from app.retrieval.search import Hit
 from tests.helpers import make_pdf, run_worker, wait_final
 from tests.llm_server import SLOW_S, FakeLLM

@@ -16,7 +16,7 @@ import psutil
 import psycopg
 import pytest
 
-from app import localstack
+from devstack import servers, supervisor
 from tests.helpers import upload, wait_final
 from tests.stack import stack_dir
 
@@ -32,7 +32,7 @@ def _serve(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
         LOCAL_WORKERS="2", WORKER_METRICS_PORT=str(ports["metrics"]),
     )  # fmt: skip
     return subprocess.Popen(
-        [sys.executable, "-m", "app.localstack", "serve", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "devstack", "serve", "--data-dir", str(data_dir)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
 
@@ -66,7 +66,7 @@ def _stop(proc: subprocess.Popen) -> list[psutil.Process]:
 
 @pytest.mark.timeout(400)
 def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
-    ports = {k: localstack.free_port() for k in ("valkey", "mongo", "postgres", "api", "metrics")}
+    ports = {k: servers.free_port() for k in ("valkey", "mongo", "postgres", "api", "metrics")}
     url = f"http://127.0.0.1:{ports['api']}"
     data_dir = stack_dir("supervised") / "data"
     proc = _serve(data_dir, ports)
@@ -79,7 +79,7 @@ def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
             assert wait_final(client, [fid])[fid]["status"] == "embedded"
 
         assert "RUNNING" in _ctl(data_dir, "status", "worker-1")
-        with psycopg.connect(localstack.postgres_url(ports["postgres"])) as conn:
+        with psycopg.connect(servers.postgres_url(ports["postgres"])) as conn:
             assert conn.execute("SHOW shared_buffers").fetchone()[0] == "1GB"  # LOCAL_POSTGRES_SHARED_BUFFERS
         old = int(_ctl(data_dir, "pid", "worker-0"))
         os.kill(old, signal.SIGKILL)
@@ -108,18 +108,18 @@ def test_supervised_stack_restarts_killed_worker_and_keeps_data(stack) -> None:
 
 
 def test_one_single_threaded_worker_per_core_each_with_its_metrics_port(tmp_path: Path) -> None:
-    assert localstack.worker_layout(cores=2) == (2, 1)
-    assert localstack.worker_layout(cores=8, workers=2) == (2, 4)
-    assert localstack.worker_layout(cores=2, workers=4) == (4, 1)
-    assert localstack.worker_layout(cores=2, threads=2) == (2, 2)  # EMBEDDING_THREADS wins
+    assert supervisor.worker_layout(cores=2) == (2, 1)
+    assert supervisor.worker_layout(cores=8, workers=2) == (2, 4)
+    assert supervisor.worker_layout(cores=2, workers=4) == (4, 1)
+    assert supervisor.worker_layout(cores=2, threads=2) == (2, 2)  # EMBEDDING_THREADS wins
     env = {"VALKEY_URL": "redis://127.0.0.1:1/0", "WORKER_METRICS_PORT": "9200"}
     conf = configparser.ConfigParser(interpolation=None)
-    conf.read_string(localstack.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=3, threads=1))
+    conf.read_string(supervisor.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=3, threads=1))
     workers = [s for s in conf.sections() if s.startswith("program:worker")]
     assert workers == ["program:worker-0", "program:worker-1", "program:worker-2"]
     commands = [conf[w]["command"] for w in workers]
     assert [re.search(r"WORKER_METRICS_PORT=(\d+)", c).group(1) for c in commands] == ["9200", "9201", "9202"]
     assert all("EMBEDDING_THREADS=1 " in c and "/rq worker " in c for c in commands)
     env["WORKER_METRICS_PORT"] = "0"  # off stays off for every worker
-    off = localstack.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=2, threads=1)
+    off = supervisor.supervisor_conf(tmp_path, {}, set(), env, "127.0.0.1:1", 1, workers=2, threads=1)
     assert off.count("WORKER_METRICS_PORT=0 ") == 2

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from app import localstack
 from app.settings import Settings
+from devstack import servers
 from tests.helpers import make_pdf, wait_final
 from tests.stack import METRICS_TOKEN, Proc, Stack, rq_worker_argv, stack_dir, start_servers
 
@@ -142,7 +142,7 @@ def obs() -> Iterator[Obs]:
         "DEDUP": "allow",
     }
     prom_dir = stack.root / "prometheus"
-    port = localstack.free_port()
+    port = servers.free_port()
     api = stack.spawn(
         "api",
         [
@@ -162,7 +162,7 @@ def obs() -> Iterator[Obs]:
         env={**common, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)},
     )
     url = f"http://127.0.0.1:{port}"
-    metrics_port = localstack.free_port()
+    metrics_port = servers.free_port()
     worker = stack.spawn(
         "worker",
         rq_worker_argv("ingest", burst=False, valkey_url=stack.env["VALKEY_URL"]),
@@ -450,7 +450,7 @@ def test_gelf_receives_api_and_worker_records(obs: Obs, processed: dict) -> None
 def test_gelf_over_tcp() -> None:
     import logging
 
-    from app.logs import ContextFilter, gelf_handler, log_context
+    from app.observability.logs import ContextFilter, gelf_handler, log_context
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -555,7 +555,7 @@ def test_ready_reuses_its_checks_for_a_moment(obs: Obs) -> None:
 
 
 def test_job_observer_times_nested_stages_exclusively(caplog: pytest.LogCaptureFixture) -> None:
-    from app.metrics import JobObserver, timed_stage, worker_metrics
+    from worker.metrics import JobObserver, timed_stage, worker_metrics
 
     @timed_stage("ocr")
     def ocr_page() -> None:
@@ -587,8 +587,8 @@ def test_job_observer_times_nested_stages_exclusively(caplog: pytest.LogCaptureF
 
 
 def test_job_observer_marks_the_stage_an_error_went_through(caplog: pytest.LogCaptureFixture) -> None:
-    from app.metrics import JobObserver
     from app.status import ErrorCode, PipelineError
+    from worker.metrics import JobObserver
 
     job = JobObserver("f-err")
     with caplog.at_level("INFO", logger="worker.stages"), pytest.raises(PipelineError), job:

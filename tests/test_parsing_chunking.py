@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from app import filetypes
-from app.embedding import MAX_TOKENS, load_tokenizer, model_dir
+from app.embedding.embedder import MAX_TOKENS, load_tokenizer, model_dir
+from app.intake import filetypes
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
 from tests.helpers import make_pdf

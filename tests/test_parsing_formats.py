@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import filetypes
+from app.intake import filetypes
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
 from tests.helpers import make_pdf, run_worker, upload, wait_final
@@ -731,7 +731,7 @@ def test_peak_memory_stays_flat_from_100_to_1000_pages(tmp_path: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from app.embedding import load_tokenizer, model_dir
+        from app.embedding.embedder import load_tokenizer, model_dir
         from app.settings import Settings
         from worker.chunking import Chunker
         from worker.parsing import parse

@@ -12,7 +12,8 @@ import boto3
 import httpx
 import pytest
 
-from app import localstack, scratch
+from app import scratch
+from devstack import servers
 from tests.helpers import upload, wait_final
 from tests.stack import Proc, Stack, rq_worker_argv, start_api
 
@@ -27,7 +28,7 @@ def s3_client(endpoint: str):  # a boto3 S3 client
 
 def start_moto(stack: Stack, name: str) -> tuple[Proc, dict[str, str]]:
     """moto's S3 server with the bucket made, and the environment of an API that uses it."""
-    port = localstack.free_port()
+    port = servers.free_port()
     proc = stack.spawn(name, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
     endpoint = f"http://127.0.0.1:{port}"
     env = {

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pymongo import MongoClient
 
-from app.retrieval import metadata as upload_metadata
+from app.intake import metadata as upload_metadata
 from app.retrieval.filters import Filters, from_query_params, glob_to_like
 from app.retrieval.search import (
     LEXEME_TSQUERY,
@@ -308,7 +308,7 @@ def test_invalid_upload_metadata_is_refused_and_nothing_is_kept(client: httpx.Cl
 
 def test_numbers_json_cannot_store_are_refused_in_filters(client: httpx.Client) -> None:
     """NaN, Infinity and 1e400 (read as inf) reached PostgreSQL's jsonb, which refused them: a 500. Integers
-    past 64 bits can match no stored metadata (app/retrieval/metadata.py keeps them out): refused alike."""
+    past 64 bits can match no stored metadata (app/intake/metadata.py keeps them out): refused alike."""
     for token in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400", str(2**63), str(-(2**63) - 1)):
         for cond in (token, '{"$in": [1, ' + token + "]}"):
             for path in ("/query", "/generate-text-with-context"):

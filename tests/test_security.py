@@ -26,12 +26,12 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient, MongoClient
 
-from app.auth import check_bind, is_loopback, parse_key, parse_scopes
-from app.localstack import free_port
-from app.logs import ContextFilter, JsonFormatter, redact
+from app.api.auth import check_bind, is_loopback, parse_key, parse_scopes
+from app.observability.logs import ContextFilter, JsonFormatter, redact
 from app.settings import Settings
 from app.stores.audit import Actor
 from app.stores.keys import KeyLimitReached, KeyStore
+from devstack.servers import free_port
 from tests.helpers import make_pdf, run_worker, upload, wait_final
 from tests.stack import METRICS_TOKEN, Stack, start_api
 
@@ -590,7 +590,7 @@ def test_auth_disabled_on_loopback_is_the_default_tenant(stack: Stack) -> None:
 
 def test_admin_cli_creates_lists_and_revokes(api_url: str, stack: Stack) -> None:
     env = {**os.environ, **stack.env}
-    cli = [sys.executable, "-m", "app.keys"]
+    cli = [sys.executable, "-m", "app.cli.keys"]
     tenant = f"cli-{uuid.uuid4().hex[:6]}"
     out = subprocess.run([*cli, "create", "--tenant", tenant, "--name", "ci", "--scopes", "read"],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -668,7 +668,7 @@ def test_the_admin_cli_keeps_to_the_key_cap(stack: Stack) -> None:
     tenant = f"clicap-{uuid.uuid4().hex[:6]}"
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "app.keys", *args], env=env, cwd=ROOT, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "app.cli.keys", *args], env=env, cwd=ROOT, capture_output=True,
                               text=True, timeout=60)  # fmt: skip
 
     first, second = (cli("create", "--tenant", tenant, "--name", f"k{i}") for i in range(2))

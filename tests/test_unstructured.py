@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import filetypes
+from app.intake import filetypes
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
 from tests.helpers import run_worker, upload, wait_final
@@ -451,7 +451,7 @@ def test_without_the_extra_the_long_tail_stays_unsupported() -> None:
     script = f"""
 import json, sys
 sys.modules["unstructured"] = None  # not importable
-from app import filetypes
+from app.intake import filetypes
 docs = {{ctype: bytes.fromhex(h) for ctype, h in {json.dumps(docs)}.items()}}
 names = {json.dumps({c: n for c, (n, _) in MAKERS.items()})}
 print(json.dumps({{

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from pymongo import MongoClient
 
-from app.embedding import Embedder, load_embedder, load_tokenizer, model_dir
+from app.embedding.embedder import Embedder, load_embedder, load_tokenizer, model_dir
 from app.settings import Settings, get_settings
 from app.stores.blobs import DiskBlobs, S3Blobs, make_blob_store
 from app.stores.chunks import ChunkIndex, ensure_schema

@@ -7,8 +7,8 @@ that crashes the process is handled like a killed worker: supervisord (or the
 Auto Scaling group) starts a new one.
 
 Before the first job the worker sets up its logging (JSON lines, optional GELF:
-app/logs.py; RQ's own lines go the same way) and serves its Prometheus metrics on
-`WORKER_METRICS_PORT` (app/metrics.py), then connects and loads the model.
+app/observability/logs.py; RQ's own lines go the same way) and serves its Prometheus metrics on
+`WORKER_METRICS_PORT` (worker/metrics.py), then connects and loads the model.
 """
 
 import logging
@@ -18,9 +18,9 @@ from rq.logutils import ColorizingStreamHandler
 from rq.worker import SimpleWorker
 
 from app import scratch
-from app.logs import setup_logging
-from app.metrics import start_worker_metrics_server
+from app.observability.logs import setup_logging
 from app.settings import get_settings
+from worker.metrics import start_worker_metrics_server
 from worker.resources import resources
 
 

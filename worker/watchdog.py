@@ -32,7 +32,7 @@ from pymongo import MongoClient
 
 from app import scratch
 from app.fencing import StaleClaim
-from app.logs import setup_logging
+from app.observability.logs import setup_logging
 from app.settings import Settings, get_settings
 from app.status import ErrorCode, FileStatus, error_doc
 from app.stores.blobs import DiskBlobs, S3Blobs, make_blob_store

@@ -1,6 +1,6 @@
 """What routers get injected: the stores built by the lifespan, and the caller's tenant.
 
-The tenant comes from the caller's API key (app/auth.py), never from the request: every
+The tenant comes from the caller's API key (app/api/auth.py), never from the request: every
 store call takes it, and every query filters on it. Each operation names the scope it
 needs (and the rate limit it counts against):
 
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from app.auth import Principal, Scope, require
+from app.api.auth import Principal, Scope, require
 from app.settings import Settings
 from app.stores import Stores
 

@@ -1,5 +1,2 @@
-"""Search and answers: filters, vector / keyword / hybrid retrieval, prompts, the LLM adapter.
-
-Plain functions over plain data; the routers (app/api/search.py, app/api/answers.py)
-wire them to the request, the stores and the settings.
-"""
+"""Retrieval: search parameters and filters, and the search itself (embed the query, run the
+vector and keyword legs at once, fuse them, highlight). The SQL is the chunks store's."""

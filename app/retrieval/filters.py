@@ -28,7 +28,7 @@ MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_
 
 def storable_number(value: int | float) -> bool:
     """A number MongoDB and PostgreSQL's jsonb both hold: finite (JSON has no NaN or Infinity; 1e400
-    reads as inf), an integer within 64 bits (what upload metadata may hold, app/retrieval/metadata.py)."""
+    reads as inf), an integer within 64 bits (what upload metadata may hold, app/intake/metadata.py)."""
     if isinstance(value, float):
         return math.isfinite(value)
     return -(2**63) <= value < 2**63

@@ -35,7 +35,7 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from app.embedding import Embedder
+from app.embedding.embedder import Embedder
 from app.retrieval.filters import Filters, to_sql
 
 Mode = Literal["vector", "keyword", "hybrid"]

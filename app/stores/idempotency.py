@@ -5,7 +5,7 @@ its request runs, the document is `running` under the request's lease (app/lease
 renewed as the body arrives: if the API process dies, or the request is cancelled and its
 release fails, the lease expires and a retry takes the key over and runs again. The winner
 stores its response with the request's fingerprint (a digest of the tenant and every part's
-name, filename and bytes, app/upload.py); a retry with the same fingerprint gets that response
+name, filename and bytes, app/intake/receiver.py); a retry with the same fingerprint gets that response
 replayed, a different request under the same key is refused. A request that failed without a
 response releases its key so the client can try again at once.
 """

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from app import filetypes
+from app.intake import filetypes
 from app.settings import Settings, get_settings
 from app.status import ErrorCode, PipelineError
 

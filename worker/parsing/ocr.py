@@ -19,9 +19,9 @@ from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
 
 from app import scratch
-from app.metrics import timed_stage
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
+from worker.metrics import timed_stage
 
 MAX_PIXELS = 50_000_000  # a page larger than A2 at the configured dpi is rendered at a lower dpi
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from rq.timeouts import BaseTimeoutException
 
-from app import filetypes
+from app.intake import filetypes
 from app.settings import Settings
 from app.status import ErrorCode, PipelineError
 from worker.parsing import Element, Parsed, clean_spaces, limit_exceeded

@@ -9,8 +9,8 @@ what it installed, and leaves other handlers (pytest's, for instance) alone.
 Every record carries `service`, and the ids of what it is about when known: the
 request id of the HTTP request being served (or of the request that queued the job
 being run) and the file id of the job being run. They come from context variables,
-set by the API's middleware (app/middleware.py) and by the worker around each job
-(app/metrics.py `JobObserver`), so a log call does not have to pass them.
+set by the API's middleware (app/api/middleware.py) and by the worker around each job
+(worker/metrics.py `JobObserver`), so a log call does not have to pass them.
 """
 
 from __future__ import annotations

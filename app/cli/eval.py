@@ -1,4 +1,4 @@
-"""Retrieval evaluation: `python -m app.eval QUESTIONS.jsonl [--url URL] [--json OUT]`.
+"""Retrieval evaluation: `python -m app.cli.eval QUESTIONS.jsonl [--url URL] [--json OUT]`.
 
 Each line of the JSONL file is one question:
 
@@ -204,7 +204,7 @@ def table(reports: dict[str, ModeReport]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m app.cli.eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("questions", type=Path, help="JSONL: {question, expected: {file|filename, page?, ...}}")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the API (default: %(default)s)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated (default: %(default)s)")

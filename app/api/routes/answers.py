@@ -18,9 +18,11 @@ import anyio
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.answering import extractive, prompt
+from app.answering.llm import ChatClient, LLMError, Message
 from app.api.deps import QueryTenant, SettingsDep, StoresDep
 from app.api.errors import AUTHED, http_error, responses
-from app.api.search import (
+from app.api.routes.search import (
     CodedErrorsRoute,
     assign_id,
     check_k,
@@ -30,9 +32,7 @@ from app.api.search import (
     search_params,
     since_ms,
 )
-from app.retrieval import extractive, prompt
-from app.retrieval.llm import ChatClient, LLMError, Message
-from app.retrieval.models import (
+from app.api.schemas import (
     Citation,
     ContextAnswer,
     ContextError,

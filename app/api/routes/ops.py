@@ -17,11 +17,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.api.auth import is_operator, metrics_access, operator_access
 from app.api.deps import SettingsDep, StoresDep
 from app.api.errors import responses
-from app.auth import is_operator, metrics_access, operator_access
-from app.logs import redact
-from app.metrics import StoreGauges, render_api_metrics
+from app.observability.api_metrics import StoreGauges, render_api_metrics
+from app.observability.logs import redact
 from app.settings import Settings
 from app.stores import Stores
 from app.stores.blobs import DiskBlobs

@@ -13,8 +13,8 @@ from pydantic import StringConstraints, ValidationError
 
 from app.api.deps import QueryTenant, SettingsDep, StoresDep
 from app.api.errors import AUTHED, http_error, responses
+from app.api.schemas import SearchHit, SearchRequest, SearchResponse
 from app.retrieval.filters import Filters, from_query_params, storable
-from app.retrieval.models import SearchHit, SearchRequest, SearchResponse
 from app.retrieval.search import Hit, Mode, Retrieval, SearchParams, retrieve
 from app.settings import Settings
 from app.stores import Stores

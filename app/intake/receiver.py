@@ -23,10 +23,10 @@ import anyio
 from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 
-from app import filetypes, lease
-from app.filenames import display_name, safe_name
-from app.multipart import PartData, PartEnd, PartStart, events
-from app.retrieval import metadata
+from app import lease
+from app.intake import filetypes, metadata
+from app.intake.filenames import display_name, safe_name
+from app.intake.multipart import PartData, PartEnd, PartStart, events
 from app.settings import Settings
 from app.status import ErrorCode, FileStatus
 from app.stores import Stores
@@ -121,7 +121,7 @@ class Receiver:
         self.settings = settings
         self.files: list[IncomingFile] = []
         self.mongo_down = False  # skip MongoDB in a rollback once it has failed to answer
-        self.fields: dict[str, bytearray] = {}  # metadata parts (app/retrieval/metadata.py), before or after files
+        self.fields: dict[str, bytearray] = {}  # metadata parts (app/intake/metadata.py), before or after files
         self.digest = RequestDigest(tenant)
         self.owner = owner  # who holds the lease of the request's files (app/lease.py)
         self.renew_also = renew_also  # another lease this request holds (its Idempotency-Key)

@@ -97,7 +97,7 @@ def served_on_loopback(server: tuple[str, int | None] | None) -> bool:
 def check_bind(settings: Settings) -> None:
     """Refuse to start with AUTH=disabled unless API_BIND is loopback. API_BIND is what the
     launcher says; every request is checked against the socket it really arrived on too
-    (app/middleware.py LoopbackOnly)."""
+    (app/api/middleware.py LoopbackOnly)."""
     if settings.auth == "disabled" and not is_loopback(settings.api_bind):
         raise RuntimeError(
             f"AUTH=disabled is only allowed when the API binds to loopback (127.0.0.1, ::1); API_BIND is "

@@ -1,79 +1,23 @@
 """API keys of the caller's tenant: create, list, revoke, and the audit log (the `admin` scope).
 
 An admin key manages its own tenant's keys only: another tenant's key id is 404. The
-first admin key of a tenant comes from the CLI (`python -m app.keys create ...`). A tenant
+first admin key of a tenant comes from the CLI (`python -m app.cli.keys create ...`). A tenant
 has at most MAX_KEYS_PER_TENANT active keys (409 `key_limit_reached`); every creation and
 revocation is in the tenant's audit log (`GET /admin/audit`).
 """
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.api.auth import Principal
 from app.api.deps import AdminPrincipal, SettingsDep, StoresDep
 from app.api.errors import AUTHED, http_error, responses
-from app.auth import Principal, Scope
-from app.stores.audit import Action, Actor
+from app.api.schemas import AuditEntry, AuditList, KeyCreate, KeyCreated, KeyList, KeyOut
+from app.stores.audit import Actor
 from app.stores.keys import KeyLimitReached
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-
-KeyName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
-]
-
-
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: KeyName = Field(description="what the key is for")
-    scopes: list[Scope] = Field(["read"], min_length=1, max_length=3, description="read, write, admin")
-
-
-class KeyOut(BaseModel):
-    key_id: str
-    tenant: str
-    name: str
-    scopes: list[Scope]
-    created_at: datetime
-    last_used_at: datetime | None = None
-    revoked_at: datetime | None = None
-
-    @classmethod
-    def from_doc(cls, doc: dict) -> "KeyOut":
-        return cls(key_id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields})
-
-
-class KeyCreated(KeyOut):
-    key: str = Field(description="the API key: shown only in this response, never again")
-
-
-class KeyList(BaseModel):
-    items: list[KeyOut]
-
-
-class AuditEntry(BaseModel):
-    id: str
-    tenant: str
-    action: Action
-    key_id: str = Field(description="the key created or revoked")
-    actor: str = Field(description="the id of the API key that acted, or `cli` (python -m app.keys)")
-    request_id: str | None = Field(None, description="the request's X-Request-ID (none from the CLI)")
-    time: datetime
-
-    @classmethod
-    def from_doc(cls, doc: dict) -> "AuditEntry":
-        return cls(id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields})
-
-
-class AuditList(BaseModel):
-    items: list[AuditEntry]
-    total: int
-    limit: int
-    offset: int
-
 
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="the <id> of dp_<id>_<secret>")]
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ReadTenant, SettingsDep, StoresDep, WriteTenant
 from app.api.errors import AUTHED, http_error, responses
-from app.models import FileList, FileOut, TenantStats
+from app.api.schemas import FileList, FileOut, TenantStats
 from app.status import FileStatus
 
 router = APIRouter(prefix="/files", tags=["files"])

@@ -7,7 +7,7 @@ Passages are numbered from 1 in the prompt; the model is asked to cite them as
 import re
 from collections.abc import Sequence
 
-from app.retrieval.llm import Message
+from app.answering.llm import Message
 from app.retrieval.search import Hit
 
 SYSTEM_PLAIN = "You are a helpful assistant. Answer clearly and concisely."

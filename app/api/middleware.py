@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth import served_on_loopback
-from app.logs import REQUEST_ID_HEADER, accept_request_id, request_id_var
-from app.metrics import api_metrics
+from app.api.auth import served_on_loopback
+from app.observability.api_metrics import api_metrics
+from app.observability.logs import REQUEST_ID_HEADER, accept_request_id, request_id_var
 
 access_log = logging.getLogger("app.access")
 UPLOAD_ROUTE = "/upload"

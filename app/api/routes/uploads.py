@@ -8,13 +8,13 @@ from fastapi.responses import JSONResponse
 from app import lease
 from app.api.deps import SettingsDep, StoresDep, UploadTenant
 from app.api.errors import AUTHED, http_error, responses
-from app.models import UploadedFile, UploadResponse
-from app.multipart import MultipartError, TruncatedBody
+from app.api.schemas import UploadedFile, UploadResponse
+from app.intake.multipart import MultipartError, TruncatedBody
+from app.intake.receiver import Receiver, UploadRejected, digest_only
 from app.settings import Settings
 from app.status import FileStatus
 from app.stores import Stores
 from app.stores.idempotency import KeyInUse
-from app.upload import Receiver, UploadRejected, digest_only
 
 router = APIRouter(tags=["files"])
 

@@ -1,8 +1,8 @@
 """Admin CLI for API keys, straight against MongoDB (MONGO_URL, MONGO_DB): any tenant.
 
-    python -m app.keys create --tenant acme --name ci --scopes read,write   # prints the key once
-    python -m app.keys list [--tenant acme] [--json]
-    python -m app.keys revoke KEY_ID
+    python -m app.cli.keys create --tenant acme --name ci --scopes read,write   # prints the key once
+    python -m app.cli.keys list [--tenant acme] [--json]
+    python -m app.cli.keys revoke KEY_ID
 
 `create` prints the key alone on stdout (and what it is on stderr): store it now, it is
 not kept. A tenant exists as soon as one of its keys does; its name is 1-63 of `a-z0-9_-`.
@@ -21,8 +21,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from app.auth import KEY_ID, parse_scopes
-from app.logs import setup_logging
+from app.api.auth import KEY_ID, parse_scopes
+from app.observability.logs import setup_logging
 from app.settings import TENANT_PATTERN, get_settings
 from app.stores.audit import CLI
 from app.stores.keys import KeyLimitReached, SyncKeyStore
@@ -39,7 +39,7 @@ def _row(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.keys", description="API keys: create, list, revoke.")
+    parser = argparse.ArgumentParser(prog="python -m app.cli.keys", description="API keys: create, list, revoke.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("create", help="create a key and print it (once)")
     c.add_argument("--tenant", required=True)
