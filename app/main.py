@@ -25,10 +25,12 @@ from app.api.routes import admin, answers, files, ops, search, uploads
 from app.api.routes.search import describe_errors
 from app.embedding.embedder import load_embedder
 from app.observability.logs import setup_logging
+from app.retrieval.params import KTooLarge
 from app.settings import Settings, get_settings
 from app.stores import Stores
 from app.stores.blobs import make_blob_store
-from app.stores.chunks import ChunkSearch, ensure_schema, make_pool
+from app.stores.chunks.reader import ChunkSearch, make_pool
+from app.stores.chunks.schema import ensure_schema
 from app.stores.files import FileStore
 from app.stores.idempotency import IdempotencyStore
 from app.stores.interactions import InteractionStore
@@ -118,6 +120,10 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": {"code": code, "message": str(exc.detail)}}, exc.status_code, headers=headers)
 
 
+async def _k_too_large_handler(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": {"code": "k_too_large", "message": str(exc)}}, status_code=422)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     setup_logging(settings, "api")  # JSON lines (LOG_FORMAT), optional GELF
@@ -193,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(exc_type, _dependency_handler(server))
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(KTooLarge, _k_too_large_handler)
     upload_limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
     app.add_middleware(BodyLimit, upload_limit=upload_limit, other_limit=settings.max_json_bytes)
     if settings.auth == "disabled":

@@ -100,7 +100,7 @@ def _expire_lease(fid: str) -> None:
 
 
 def _rows(texts: list[str]) -> tuple[list, np.ndarray]:
-    from app.stores.chunks import ChunkRow
+    from app.stores.chunks.writer import ChunkRow
     from worker.resources import resources
 
     rows = [ChunkRow(i, t, 1, 1, [], ["paragraph"]) for i, t in enumerate(texts)]

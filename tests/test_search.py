@@ -23,19 +23,19 @@ from psycopg_pool import AsyncConnectionPool
 from pymongo import MongoClient
 
 from app.intake import metadata as upload_metadata
-from app.retrieval.filters import Filters, from_query_params, glob_to_like
-from app.retrieval.search import (
+from app.retrieval.filters import Filters, from_query_params
+from app.retrieval.params import SearchParams
+from app.retrieval.search import retrieve, rrf, search
+from app.stores.chunks.reader import (
     LEXEME_TSQUERY,
-    SearchParams,
+    ChunkSearch,
     any_word_tsquery,
     keyword_queries,
-    retrieve,
-    rrf,
-    search,
     tsquery_literal,
     word_chunks,
 )
-from app.stores.chunks import ensure_schema, schema_sql
+from app.stores.chunks.schema import ensure_schema, schema_sql
+from app.stores.chunks.where import glob_to_like
 from tests.helpers import make_pdf, run_worker, wait_final
 from tests.stack import Stack
 
@@ -422,7 +422,7 @@ def test_filtered_vector_search_still_returns_k_with_an_iterative_index_scan(sta
         query_vec = _unit(rng, 1)[0]
         flt = Filters(metadata={"rare": True})
         params = SearchParams(query="x", mode="vector", k=k, filters=flt, ef_search=20)
-        hits = with_pool(stack, lambda pool: search(pool, tenant, params, query_vec))
+        hits = with_pool(stack, lambda pool: search(ChunkSearch(pool), tenant, params, query_vec))
         assert len(hits) == k and all(h.metadata == {"rare": True} for h in hits)
         assert [h.vector_score for h in hits] == sorted((h.vector_score for h in hits), reverse=True)
 
@@ -476,7 +476,7 @@ def test_a_filter_that_outlasts_the_index_scan_still_returns_the_k_nearest(stack
 
         limit = "-c hnsw.max_scan_tuples=100"  # gives up long before it has read the 1 row in 400 that passes
         assert with_pool(stack, index_only, limit) < k
-        hits = with_pool(stack, lambda pool: search(pool, tenant, params, query_vec), limit)
+        hits = with_pool(stack, lambda pool: search(ChunkSearch(pool), tenant, params, query_vec), limit)
         nearest = sorted(rare, key=lambda i: -float(vectors[i] @ query_vec))[:k]
         assert [h.text for h in hits] == [f"row {i}" for i in nearest]
     finally:
@@ -521,7 +521,7 @@ def test_hybrid_runs_the_keyword_leg_while_the_query_is_embedded(stack: Stack) -
     embedder = WaitingEmbedder()
     try:
         params = SearchParams(query="crane boom", mode="hybrid", k=3)
-        retrieval = with_pool(stack, lambda pool: retrieve(ReleaseSignal(pool), embedder, tenant, params))
+        retrieval = with_pool(stack, lambda pool: retrieve(ChunkSearch(ReleaseSignal(pool)), embedder, tenant, params))
         assert embedder.waited is True
         assert [h.filename for h in retrieval.hits] == ["crane.txt"]
         assert (retrieval.hits[0].vector_rank, retrieval.hits[0].keyword_rank) == (1, 1)
@@ -558,7 +558,7 @@ def test_the_any_word_fallback_leaves_out_common_words(stack: Stack) -> None:
 
         def keyword(common_word_chunks: int) -> list[str]:
             params = SearchParams("quayside walrus", "keyword", 5, common_word_chunks=common_word_chunks)
-            return [h.filename for h in with_pool(stack, lambda pool: search(pool, tenant, params, None))]
+            return [h.filename for h in with_pool(stack, lambda pool: search(ChunkSearch(pool), tenant, params, None))]
 
         assert keyword(common_word_chunks=10) == ["c30.txt"]  # quayside is in 30 chunks: left out
         everything = keyword(common_word_chunks=1000)  # nothing is that common: every word counts
@@ -599,7 +599,7 @@ def test_the_fallback_counts_only_the_tenants_own_chunks(stack: Stack) -> None:
         with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("ANALYZE chunks")
         params = SearchParams(f"{word} walrus", "keyword", 5, common_word_chunks=10)  # no chunk has both
-        return [h.filename for h in with_pool(stack, lambda pool: search(pool, b, params, None))]
+        return [h.filename for h in with_pool(stack, lambda pool: search(ChunkSearch(pool), b, params, None))]
 
     try:
         _insert_chunks(stack, b, [f"The {word} log was signed.", "A walrus was seen near the pier."])
@@ -640,7 +640,8 @@ def test_search_is_tenant_scoped(client: httpx.Client, stack: Stack, suite: dict
     try:
         for mode in ("vector", "keyword", "hybrid"):
             assert "secret.txt" not in {h["filename"] for h in query(client, "Secret crane", suite["tag"], mode)}
-        hits = with_pool(stack, lambda pool: search(pool, other, SearchParams("secret crane", "keyword", 5), None))
+        params = SearchParams("secret crane", "keyword", 5)
+        hits = with_pool(stack, lambda pool: search(ChunkSearch(pool), other, params, None))
         assert [h.filename for h in hits] == ["secret.txt"]
     finally:
         with psycopg.connect(stack.env["DATABASE_URL"]) as conn:

@@ -14,7 +14,7 @@ from rq.timeouts import JobTimeoutException
 from app import lease
 from app.fencing import Claim, StaleClaim
 from app.status import ErrorCode, PipelineError, Stage, error_doc
-from app.stores.chunks import ChunkRow
+from app.stores.chunks.writer import ChunkRow
 from worker.heartbeat import Heartbeat
 from worker.metrics import JobObserver
 from worker.parsing import parse

@@ -11,7 +11,8 @@ from pymongo import MongoClient
 from app.embedding.embedder import Embedder, load_embedder, load_tokenizer, model_dir
 from app.settings import Settings, get_settings
 from app.stores.blobs import DiskBlobs, S3Blobs, make_blob_store
-from app.stores.chunks import ChunkIndex, ensure_schema
+from app.stores.chunks.schema import ensure_schema
+from app.stores.chunks.writer import ChunkIndex
 from app.stores.files import SyncFileStore
 from worker.chunking import Chunker
 

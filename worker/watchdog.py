@@ -36,7 +36,8 @@ from app.observability.logs import setup_logging
 from app.settings import Settings, get_settings
 from app.status import ErrorCode, FileStatus, error_doc
 from app.stores.blobs import DiskBlobs, S3Blobs, make_blob_store
-from app.stores.chunks import ChunkIndex, ensure_schema
+from app.stores.chunks.schema import ensure_schema
+from app.stores.chunks.writer import ChunkIndex
 from app.stores.files import SyncFileStore, ago
 from app.stores.jobs import JobQueue
 

@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.api.auth import Scope
-from app.retrieval.filters import Filters, storable
-from app.retrieval.search import Hit, Mode
+from app.retrieval.filters import Filters
+from app.retrieval.params import Mode
+from app.retrieval.search import Hit
 from app.status import FileStatus, Stage
 from app.stores.audit import Action
+from app.stores.storable import storable
 
 # --- files and uploads ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from app.retrieval.filters import storable, storable_number
+from app.stores.storable import storable, storable_number
 
 MAX_BYTES = 16 * 1024
 MAX_KEYS = 64

@@ -1,21 +1,21 @@
-"""Search filters: what a caller may restrict a search to, turned into a SQL WHERE clause.
+"""Search filters: what a caller may restrict a search to, as a validated model.
 
-The clause is built only from fixed fragments; every value the caller sent goes in
-as a query parameter, never into the SQL text.
+The chunks store turns them into a WHERE clause of fixed fragments, every value a query
+parameter (app/stores/chunks/where.py); `from_query_params` reads them from `GET /search`.
 
 Metadata conditions compare JSON values: `{"team": "finance"}` matches a chunk whose
 file has `team` equal to "finance", or an array containing it; `{"year": {"$in":
 [2023, 2024]}}` matches any of the values. Types count: 2024 is not "2024".
 """
 
-import math
 import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from app.stores.storable import storable_number, unstorable
 
 Scalar = str | int | float | bool | None
 MAX_METADATA_KEYS = 32
@@ -24,14 +24,6 @@ MAX_KEY_CHARS = 100
 MAX_STRING_CHARS = 1000
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_CHARS)]
-
-
-def storable_number(value: int | float) -> bool:
-    """A number MongoDB and PostgreSQL's jsonb both hold: finite (JSON has no NaN or Infinity; 1e400
-    reads as inf), an integer within 64 bits (what upload metadata may hold, app/intake/metadata.py)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return -(2**63) <= value < 2**63
 
 
 def _check_scalar(key: str, value: Any) -> Scalar:
@@ -106,75 +98,6 @@ class Filters(BaseModel):
 
     def is_empty(self) -> bool:
         return all(getattr(self, name) is None for name in type(self).model_fields)
-
-
-def storable(text: str) -> bool:
-    """Text PostgreSQL and MongoDB can hold: no NUL, no lone surrogate (JSON lets `\\ud800` through)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
-def unstorable(value: Any) -> bool:
-    """Any string inside `value` (keys too) that is not `storable`."""
-    if isinstance(value, str):
-        return not storable(value)
-    if isinstance(value, dict):
-        return any(unstorable(k) or unstorable(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(unstorable(v) for v in value)
-    return False
-
-
-def glob_to_like(pattern: str) -> str:
-    """A filename glob as an ILIKE pattern: `*` -> `%`, `?` -> `_`, the rest literal."""
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append("%")
-        elif ch == "?":
-            out.append("_")
-        elif ch in "\\%_":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _candidates(key: str, value: Scalar) -> list[Jsonb]:
-    # a stored scalar equal to the value, or a stored array that contains it
-    return [Jsonb({key: value}), Jsonb({key: [value]})]
-
-
-def to_sql(filters: Filters | None, prefix: str = "f_") -> tuple[str, dict[str, Any]]:
-    """`(" AND ...", params)` to append to a WHERE clause over `chunks`; ("", {}) without filters."""
-    if filters is None:
-        return "", {}
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    if filters.file_ids is not None:
-        clauses.append(f"file_id = ANY(%({prefix}file_ids)s::uuid[])")
-        params[f"{prefix}file_ids"] = list(filters.file_ids)
-    if filters.content_types is not None:
-        clauses.append(f"content_type = ANY(%({prefix}content_types)s::text[])")
-        params[f"{prefix}content_types"] = list(filters.content_types)
-    if filters.filename is not None:
-        clauses.append(f"filename ILIKE %({prefix}filename)s")
-        params[f"{prefix}filename"] = glob_to_like(filters.filename)
-    # chunks written before uploaded_at existed fall back to when they were indexed
-    if filters.uploaded_after is not None:
-        clauses.append(f"coalesce(uploaded_at, created_at) >= %({prefix}after)s")
-        params[f"{prefix}after"] = filters.uploaded_after
-    if filters.uploaded_before is not None:
-        clauses.append(f"coalesce(uploaded_at, created_at) < %({prefix}before)s")
-        params[f"{prefix}before"] = filters.uploaded_before
-    for i, (key, cond) in enumerate((filters.metadata or {}).items()):
-        values = cond["$in"] if isinstance(cond, dict) else [cond]
-        clauses.append(f"metadata @> ANY(%({prefix}m{i})s::jsonb[])")
-        params[f"{prefix}m{i}"] = [c for v in values for c in _candidates(key, v)]
-    return "".join(f" AND {c}" for c in clauses), params
 
 
 def from_query_params(items: list[tuple[str, str]]) -> dict[str, Any]:

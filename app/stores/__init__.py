@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from app.stores.audit import AuditStore
 from app.stores.blobs import DiskBlobs, S3Blobs
-from app.stores.chunks import ChunkSearch
+from app.stores.chunks.reader import ChunkSearch
 from app.stores.files import FileStore
 from app.stores.idempotency import IdempotencyStore
 from app.stores.interactions import InteractionStore

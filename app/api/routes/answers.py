@@ -25,12 +25,9 @@ from app.api.errors import AUTHED, http_error, responses
 from app.api.routes.search import (
     CodedErrorsRoute,
     assign_id,
-    check_k,
     interaction,
     log_after,
     run_retrieval,
-    search_params,
-    since_ms,
 )
 from app.api.schemas import (
     Citation,
@@ -41,7 +38,8 @@ from app.api.schemas import (
     GenerateResponse,
     Passage,
 )
-from app.retrieval.search import Hit
+from app.retrieval.params import search_params
+from app.retrieval.search import Hit, since_ms
 from app.stores import Stores
 
 log = logging.getLogger("app.answers")
@@ -168,9 +166,8 @@ async def generate_with_context(
     """Retrieve the `k` best passages (as `POST /query`), number them in a prompt, and answer with the
     citations the answer used. With no LLM configured: the passages' best-matching sentences
     (`"generator": "extractive"`). An LLM error (502) or timeout (504) still returns the passages."""
-    check_k(body.k, settings)
-    t0 = time.perf_counter()
     params = search_params(settings, body.query, body.mode, body.k, body.filters)
+    t0 = time.perf_counter()
     retrieval = await run_retrieval(request, stores, tenant, params)
     latency = dict(retrieval.latency_ms)
     llm = get_llm(request)

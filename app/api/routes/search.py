@@ -14,11 +14,13 @@ from pydantic import StringConstraints, ValidationError
 from app.api.deps import QueryTenant, SettingsDep, StoresDep
 from app.api.errors import AUTHED, http_error, responses
 from app.api.schemas import SearchHit, SearchRequest, SearchResponse
-from app.retrieval.filters import Filters, from_query_params, storable
-from app.retrieval.search import Hit, Mode, Retrieval, SearchParams, retrieve
+from app.retrieval.filters import Filters, from_query_params
+from app.retrieval.params import Mode, SearchParams, search_params
+from app.retrieval.search import Hit, Retrieval, retrieve, since_ms
 from app.settings import Settings
 from app.stores import Stores
 from app.stores.interactions import new_id
+from app.stores.storable import storable
 
 # the first field an error is about -> its code (anything else: invalid_request)
 FIELD_CODES = {
@@ -84,42 +86,8 @@ ERRORS: dict[int | str, dict[str, Any]] = responses(
 )
 
 
-def check_k(k: int, settings: Settings) -> None:
-    if k > settings.query_max_k:
-        raise http_error(422, "k_too_large", f"k may be at most {settings.query_max_k}.")
-
-
-def search_params(
-    settings: Settings,
-    query: str,
-    mode: Mode,
-    k: int,
-    filters: Filters | None,
-    highlight: bool = False,
-    vector_weight: float | None = None,
-    keyword_weight: float | None = None,
-) -> SearchParams:
-    return SearchParams(
-        query=query,
-        mode=mode,
-        k=k,
-        filters=filters,
-        highlight=highlight,
-        vector_weight=settings.hybrid_vector_weight if vector_weight is None else vector_weight,
-        keyword_weight=settings.hybrid_keyword_weight if keyword_weight is None else keyword_weight,
-        rrf_k=settings.rrf_k,
-        candidates=settings.hybrid_candidates,
-        ef_search=settings.hnsw_ef_search,
-        common_word_chunks=settings.keyword_common_word_chunks,
-    )
-
-
 async def run_retrieval(request: Request, stores: Stores, tenant: str, params: SearchParams) -> Retrieval:
-    return await retrieve(stores.chunks.pool, request.app.state.query_embedder, tenant, params)
-
-
-def since_ms(t0: float) -> float:
-    return round((time.perf_counter() - t0) * 1000, 2)
+    return await retrieve(stores.chunks, request.app.state.query_embedder, tenant, params)
 
 
 def interaction(
@@ -186,7 +154,6 @@ async def _search(
     endpoint: str,
     params: SearchParams,
 ) -> SearchResponse:
-    check_k(params.k, settings)
     t0 = time.perf_counter()
     retrieval = await run_retrieval(request, stores, tenant, params)
     latency = {**retrieval.latency_ms, "total_ms": since_ms(t0)}

@@ -1,13 +1,10 @@
-"""Chunks, their vectors and full text in PostgreSQL + pgvector.
+"""The worker's writer of `chunks` (sync, one connection per process) and the watchdog's sweep.
 
-The worker writes a file's chunks with `ChunkIndex.replace` (one transaction:
-raise the file's fence to the claim's token, delete the file's old chunks, COPY
-the new ones, each with its file's upload metadata and time); the API searches
-(app/retrieval/search.py) and deletes with `ChunkSearch`.
-
-Every write of a file's chunks first passes its fence (`chunk_fences`, see
-app/fencing.py): the upsert refuses a token lower than the file's highest, and its
-row lock serialises two writers of the same file until the first commits.
+`ChunkIndex.replace` writes a file's chunks in one transaction: raise the file's fence to
+the claim's token, delete the file's old chunks, COPY the new ones, each with its file's
+upload metadata and time. Every write of a file's chunks first passes its fence
+(`chunk_fences`, see app/fencing.py): the upsert refuses a token lower than the file's
+highest, and its row lock serialises two writers of the same file until the first commits.
 """
 
 import uuid
@@ -18,76 +15,11 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector, register_vector_async
-from psycopg.rows import dict_row
+from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from app.fencing import TOMBSTONE, Claim, StaleClaim
-
-EMBEDDING_DIM = 384
-
-
-def schema_sql(dim: int = EMBEDDING_DIM) -> str:
-    return f"""
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE TABLE IF NOT EXISTS chunks (
-    id           bigserial PRIMARY KEY,
-    tenant       text        NOT NULL,
-    file_id      uuid        NOT NULL,
-    ordinal      integer     NOT NULL,
-    text         text        NOT NULL,
-    page_start   integer,
-    page_end     integer,
-    heading_path text[]      NOT NULL DEFAULT '{{}}',
-    kinds        text[]      NOT NULL DEFAULT '{{}}',
-    filename     text        NOT NULL,
-    content_type text        NOT NULL,
-    metadata     jsonb       NOT NULL DEFAULT '{{}}',
-    embedding    vector({dim}) NOT NULL,
-    tsv          tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (file_id, ordinal)
-);
-CREATE INDEX IF NOT EXISTS chunks_tenant_file ON chunks (tenant, file_id);
-CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)
-    WITH (m = 24, ef_construction = 128);
-CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
--- the highest fencing token that wrote each file's chunks, or fenced them off (app/fencing.py)
-CREATE TABLE IF NOT EXISTS chunk_fences (
-    file_id    uuid        PRIMARY KEY,
-    token      integer     NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
--- additive changes for databases created before them; checked first, so that a
--- startup takes no exclusive lock on the table once they are in
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                   WHERE attrelid = 'chunks'::regclass AND attname = 'uploaded_at' AND NOT attisdropped) THEN
-        ALTER TABLE chunks ADD COLUMN IF NOT EXISTS uploaded_at timestamptz;  -- search filters (upload date)
-    END IF;
-END $$;
-"""
-
-
-# raise the file's fence to %(token)s; no row back: the fence is already higher (a stale claim)
-FENCE_SQL = """
-INSERT INTO chunk_fences (file_id, token) VALUES (%(file_id)s, %(token)s)
-ON CONFLICT (file_id) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
-    WHERE chunk_fences.token <= EXCLUDED.token
-RETURNING token
-"""
-
-
-def ensure_schema(database_url: str) -> None:
-    """Create the extension, table and indexes if missing (safe to run concurrently)."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        # CREATE ... IF NOT EXISTS still races on the catalog; serialize the callers.
-        conn.execute("SELECT pg_advisory_lock(72707001)")
-        try:
-            conn.execute(schema_sql())
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(72707001)")
+from app.stores.chunks.schema import FENCE_SQL
 
 
 @dataclass(frozen=True)
@@ -220,36 +152,3 @@ class ChunkIndex:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-async def _configure(conn: psycopg.AsyncConnection) -> None:
-    await register_vector_async(conn)
-
-
-def make_pool(database_url: str, timeout_s: float, max_size: int = 10) -> AsyncConnectionPool:
-    """A pool whose callers give up after `timeout_s` when PostgreSQL is away (the API answers 503)."""
-    return AsyncConnectionPool(
-        database_url,
-        min_size=1,
-        max_size=max_size,
-        configure=_configure,
-        open=False,
-        timeout=timeout_s,
-        check=AsyncConnectionPool.check_connection,  # a server restart must not surface as errors
-        kwargs={"row_factory": dict_row, "connect_timeout": max(1, round(timeout_s))},
-    )
-
-
-class ChunkSearch:
-    """The API's reader (async), over a connection pool. The search SQL (vector, keyword,
-    hybrid, filters) is app/retrieval/search.py, run over `pool`."""
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self.pool = pool
-
-    async def delete_file(self, tenant: str, file_id: str) -> int:
-        """Remove the file's chunks and fence it off for good: a worker still on it can write nothing."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(FENCE_SQL, {"file_id": file_id, "token": TOMBSTONE})
-            cur = await conn.execute("DELETE FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id))
-            return cur.rowcount
