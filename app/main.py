@@ -5,27 +5,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import psycopg
-import psycopg_pool
-import pymongo.errors
 import redis.exceptions
-from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from pymongo import AsyncMongoClient
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import scratch
 from app.answering.llm import ChatClient
+from app.api import errors
 from app.api.auth import check_bind
 from app.api.middleware import BodyLimit, LoopbackOnly, RequestObservability
 from app.api.ratelimit import RateLimits
 from app.api.routes import admin, answers, files, ops, search, uploads
-from app.api.routes.search import describe_errors
 from app.embedding.embedder import load_embedder
 from app.observability.logs import setup_logging
-from app.retrieval.params import KTooLarge
 from app.settings import Settings, get_settings
 from app.stores import Stores
 from app.stores.blobs import make_blob_store
@@ -40,49 +32,6 @@ from app.stores.keys import KeyStore
 log = logging.getLogger("app")
 
 
-def _object_storage_errors() -> dict[type[Exception], str]:
-    """S3 away (connection errors, timeouts) or refusing (any error answer: 5xx, SlowDown, a missing bucket,
-    bad credentials: the operator's, never the caller's). {} without boto3 (the S3 extra)."""
-    try:
-        from boto3.exceptions import S3UploadFailedError  # upload_file's wrapper of a ClientError
-        from botocore import exceptions as bc
-    except ImportError:
-        return {}
-    errors = (
-        bc.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ...
-        bc.HTTPClientError,  # ReadTimeoutError, ConnectionClosedError
-        bc.NoCredentialsError,
-        bc.PartialCredentialsError,
-        bc.CredentialRetrievalError,
-        bc.ClientError,
-        S3UploadFailedError,
-    )
-    return dict.fromkeys(errors, "Object storage")
-
-
-# a server the API needs is away: answer 503 at once rather than hang or 500
-DEPENDENCY_ERRORS: dict[type[Exception], str] = {
-    pymongo.errors.ConnectionFailure: "MongoDB",
-    psycopg.OperationalError: "PostgreSQL",
-    psycopg_pool.PoolTimeout: "PostgreSQL",
-    redis.exceptions.ConnectionError: "Valkey",
-    redis.exceptions.TimeoutError: "Valkey",
-    **_object_storage_errors(),
-}
-
-
-def _dependency_handler(server: str):
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("%s unavailable during %s %s: %s", server, request.method, request.url.path, type(exc).__name__)
-        return JSONResponse(
-            {"detail": {"code": "dependency_unavailable", "message": f"{server} is unavailable; retry later."}},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    return handler
-
-
 def _warn_on_eviction(jobs: JobQueue) -> None:
     try:
         policy = jobs.connection.config_get("maxmemory-policy").get("maxmemory-policy")
@@ -90,38 +39,6 @@ def _warn_on_eviction(jobs: JobQueue) -> None:
         return  # managed services may refuse CONFIG; their parameter group is checked at deploy time
     if policy != "noeviction":
         log.warning("Valkey maxmemory-policy is %r, not 'noeviction': queued jobs can be evicted", policy)
-
-
-async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Every 422 as `{"detail": {"code", "message"}}`, like every other error here."""
-    code, message = describe_errors(exc.errors() if isinstance(exc, RequestValidationError) else [])
-    return JSONResponse({"detail": {"code": code, "message": message}}, status_code=422)
-
-
-# Starlette's and FastAPI's own errors (an unknown route, a wrong method, a body that is not UTF-8)
-# carry a string `detail`: give them a code like every other error of this API
-FRAMEWORK_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
-
-
-async def _http_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    headers = getattr(exc, "headers", None)
-    if isinstance(exc.detail, dict) or exc.status_code in (204, 304):
-        return await http_exception_handler(request, exc)
-    if exc.status_code == 400 and request.url.path != "/upload":  # a JSON body that could not be read
-        message = (
-            "The body's arrays and objects are nested too deeply."  # json.loads ran out of recursion
-            if isinstance(exc.__cause__, RecursionError)
-            else "The body is not valid JSON in UTF-8."
-        )
-        detail = {"code": "invalid_request", "message": message}
-        return JSONResponse({"detail": detail}, status_code=422, headers=headers)
-    code = FRAMEWORK_CODES.get(exc.status_code, "error")
-    return JSONResponse({"detail": {"code": code, "message": str(exc.detail)}}, exc.status_code, headers=headers)
-
-
-async def _k_too_large_handler(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": {"code": "k_too_large", "message": str(exc)}}, status_code=422)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -195,11 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (uploads, files, search, answers, admin, ops):
         app.include_router(module.router)
     app.include_router(files.stats_router)
-    for exc_type, server in DEPENDENCY_ERRORS.items():
-        app.add_exception_handler(exc_type, _dependency_handler(server))
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
-    app.add_exception_handler(KTooLarge, _k_too_large_handler)
+    errors.install(app)  # every exception a request may raise -> its status and coded body
     upload_limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
     app.add_middleware(BodyLimit, upload_limit=upload_limit, other_limit=settings.max_json_bytes)
     if settings.auth == "disabled":

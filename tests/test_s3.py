@@ -213,7 +213,7 @@ def test_every_s3_failure_maps_to_storage_unavailable() -> None:
     from boto3.exceptions import S3UploadFailedError
     from botocore import exceptions as bc
 
-    from app.main import DEPENDENCY_ERRORS
+    from app.api.errors import DEPENDENCY_ERRORS
 
     url = "http://s3.internal:9000/bucket"
     raised = [

@@ -25,7 +25,6 @@ Message = dict[str, str]
 
 
 class LLMError(Exception):
-    status = 502
     code = "llm_error"
 
     def __init__(self, message: str) -> None:
@@ -34,7 +33,6 @@ class LLMError(Exception):
 
 
 class LLMTimeout(LLMError):
-    status = 504
     code = "llm_timeout"
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.errors import http_error
+from app.api.errors import ApiError, http_error
 from app.settings import Settings
 from app.status import now
 from app.stores.keys import hash_secret
@@ -128,7 +128,7 @@ def _is_metrics_token(settings: Settings, bearer: HTTPAuthorizationCredentials |
 
 
 def _unauthorized(message: str = UNAUTHORIZED) -> Exception:
-    return http_error(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+    return http_error(401, ApiError.UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def authenticate(
@@ -166,7 +166,7 @@ def require(scope: Scope, limit: Literal["upload", "query"] | None = None):  # n
 
     async def dependency(request: Request, principal: PrincipalDep) -> Principal:
         if not principal.has(scope):
-            raise http_error(403, "forbidden", f"This API key lacks the {scope!r} scope.")
+            raise http_error(403, ApiError.FORBIDDEN, f"This API key lacks the {scope!r} scope.")
         if limit is not None:
             await request.app.state.limiter.check(limit, principal.key_id)
         return principal
@@ -200,7 +200,7 @@ async def operator_access(
         return
     principal = await authenticate(request, bearer, api_key)
     if not principal.has("admin"):
-        raise http_error(403, "forbidden", "This API key lacks the 'admin' scope.")
+        raise http_error(403, ApiError.FORBIDDEN, "This API key lacks the 'admin' scope.")
 
 
 async def is_operator(request: Request) -> bool:

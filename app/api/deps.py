@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.answering.llm import ChatClient
 from app.api.auth import Principal, Scope, require
+from app.embedding.embedder import Embedder
 from app.settings import Settings
 from app.stores import Stores
 
@@ -47,3 +49,16 @@ async def get_stores(request: Request) -> Stores:
 
 
 StoresDep = Annotated[Stores, Depends(get_stores)]
+
+
+async def get_query_embedder(request: Request) -> Embedder:
+    return request.app.state.query_embedder
+
+
+async def get_llm(request: Request) -> ChatClient | None:
+    """None when no LLM is configured (LLM_BASE_URL unset)."""
+    return getattr(request.app.state, "llm", None)
+
+
+QueryEmbedder = Annotated[Embedder, Depends(get_query_embedder)]
+LLMDep = Annotated[ChatClient | None, Depends(get_llm)]

@@ -26,7 +26,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from app.api.errors import http_error
+from app.api.errors import ApiError, http_error
 from app.settings import Settings
 
 log = logging.getLogger("app.ratelimit")
@@ -66,7 +66,7 @@ class RateLimits:
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))
             raise http_error(
                 429,
-                "rate_limited",
+                ApiError.RATE_LIMITED,
                 f"Too many {kind} requests for this API key (limit {item}); retry in {retry_after} s.",
                 headers={"Retry-After": str(retry_after)},
             )

@@ -18,8 +18,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import anyio
+import redis.exceptions
 from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 
@@ -28,17 +30,37 @@ from app.intake import filetypes, metadata
 from app.intake.filenames import display_name, safe_name
 from app.intake.multipart import PartData, PartEnd, PartStart, events
 from app.settings import Settings
-from app.status import ErrorCode, FileStatus
+from app.status import FileStatus
 from app.stores import Stores
 from app.stores.blobs import BlobWriter
 
 log = logging.getLogger("app.upload")
 
 
+class Refusal(StrEnum):
+    """Why an upload request was refused (app/api/errors.py gives each its HTTP status)."""
+
+    FILE_TOO_LARGE = "file_too_large"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    CONTENT_TYPE_MISMATCH = "content_type_mismatch"
+    EMPTY_FILE = "empty_file"
+    TOO_MANY_FILES = "too_many_files"
+    INVALID_METADATA = "invalid_metadata"
+    DUPLICATE = "duplicate"
+    UPLOAD_EXPIRED = "upload_expired"
+    TENANT_QUEUE_FULL = "tenant_queue_full"
+
+
 class UploadRejected(Exception):
-    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
+    """The request is refused; nothing of it was kept."""
+
+    def __init__(self, refusal: Refusal, message: str) -> None:
+        self.refusal, self.message = refusal, message
         super().__init__(message)
+
+
+class QueueUnavailable(Exception):
+    """The job queue could not take the files; nothing of the request was kept."""
 
 
 @dataclass
@@ -63,6 +85,7 @@ class IncomingFile:
         return self.hasher.hexdigest()
 
 
+QUEUE_FULL = "This tenant has MAX_PENDING_FILES_PER_TENANT files waiting or being processed; retry when some are done."
 EXPIRED = "The upload stalled for longer than SAVING_TIMEOUT_S and was discarded; nothing was kept. Send it again."
 
 
@@ -137,7 +160,28 @@ class Receiver:
 
     async def _keep_lease(self) -> None:
         if not await self.renewer.tick():
-            raise UploadRejected(408, "upload_expired", EXPIRED)
+            raise UploadRejected(Refusal.UPLOAD_EXPIRED, EXPIRED)
+
+    async def accept(self) -> list[IncomingFile]:
+        """Receive the whole request, then queue its files: all of them, or none and no trace.
+
+        Raises UploadRejected (refused), MultipartError (a body that is not multipart, or cut
+        short), QueueUnavailable (Valkey away); MongoDB away surfaces as its ConnectionFailure.
+        """
+        cap = self.settings.max_pending_files_per_tenant
+        if cap and await self.stores.files.count_pending(self.tenant) >= cap:  # before reading the body
+            raise UploadRejected(Refusal.TENANT_QUEUE_FULL, QUEUE_FULL)
+        files = await self.receive()
+        try:
+            await self.queue_all()
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self.rollback()
+            self.stores.files.forget_pending(self.tenant)
+            if isinstance(exc, redis.exceptions.RedisError):
+                raise QueueUnavailable("The job queue is unavailable; nothing was stored. Retry later.") from exc
+            raise
+        return files
 
     async def receive(self) -> list[IncomingFile]:
         current: IncomingFile | None = None
@@ -156,14 +200,14 @@ class Receiver:
                     if field_buf is not None:
                         field_buf += ev.data
                         if len(field_buf) > metadata.MAX_BYTES:
-                            raise UploadRejected(422, "invalid_metadata", "A metadata part is larger than 16 KB.")
+                            raise UploadRejected(Refusal.INVALID_METADATA, "A metadata part is larger than 16 KB.")
                 elif isinstance(ev, PartEnd):
                     self.digest.end(current.sha256 if current is not None else None)
                     if current is not None:
                         await self._finish(current)
                     current = None
             if not self.files:
-                raise UploadRejected(422, ErrorCode.EMPTY_FILE, "No file in the request: send `files` parts.")
+                raise UploadRejected(Refusal.EMPTY_FILE, "No file in the request: send `files` parts.")
             self._apply_metadata()
             return self.files
         except BaseException:
@@ -173,29 +217,27 @@ class Receiver:
 
     def _field(self, name: str) -> bytearray:
         if name in self.fields:
-            raise UploadRejected(422, "invalid_metadata", f"The {name!r} part is sent more than once.")
+            raise UploadRejected(Refusal.INVALID_METADATA, f"The {name!r} part is sent more than once.")
         return self.fields.setdefault(name, bytearray())
 
     def _apply_metadata(self) -> None:
         try:
             by_name = metadata.per_file({k: bytes(v) for k, v in self.fields.items()}, (f.filename for f in self.files))
         except metadata.InvalidMetadata as exc:
-            raise UploadRejected(422, "invalid_metadata", str(exc)) from exc
+            raise UploadRejected(Refusal.INVALID_METADATA, str(exc)) from exc
         for f in self.files:
             f.metadata = by_name[f.filename]
 
     async def _start(self, part: PartStart) -> IncomingFile:
         if len(self.files) >= self.settings.max_files_per_request:
             raise UploadRejected(
-                422,
-                ErrorCode.TOO_MANY_FILES,
+                Refusal.TOO_MANY_FILES,
                 f"At most {self.settings.max_files_per_request} files per request.",
             )
         cap = self.settings.max_pending_files_per_tenant
         if cap and await self.stores.files.count_pending(self.tenant) >= cap:  # other requests' files count too
             raise UploadRejected(
-                429,
-                "tenant_queue_full",
+                Refusal.TENANT_QUEUE_FULL,
                 f"This request would take the tenant past {cap} files waiting "
                 "or being processed (MAX_PENDING_FILES_PER_TENANT); nothing was kept. Retry when some are done.",
             )
@@ -234,8 +276,7 @@ class Receiver:
         f.size += len(data)
         if f.size > self.settings.max_upload_bytes:
             raise UploadRejected(
-                413,
-                ErrorCode.FILE_TOO_LARGE,
+                Refusal.FILE_TOO_LARGE,
                 f"{f.filename!r} is larger than the limit of {self.settings.max_upload_bytes} bytes.",
             )
         f.hasher.update(data)
@@ -251,11 +292,10 @@ class Receiver:
         try:
             f.content_type = filetypes.sniff(bytes(f.head[: filetypes.SNIFF_BYTES]), f.filename, f.declared_type)
         except filetypes.ContentTypeMismatch as exc:
-            raise UploadRejected(415, exc.code, exc.message) from exc
+            raise UploadRejected(Refusal.CONTENT_TYPE_MISMATCH, exc.message) from exc
         if f.content_type is None:
             raise UploadRejected(
-                415,
-                ErrorCode.UNSUPPORTED_TYPE,
+                Refusal.UNSUPPORTED_TYPE,
                 f"{f.filename!r} is not a supported type. Supported: {', '.join(filetypes.SUPPORTED)}.",
             )
         f.writer = await self.stores.blobs.open_writer(f.key)
@@ -264,7 +304,7 @@ class Receiver:
 
     async def _finish(self, f: IncomingFile) -> None:
         if f.size == 0:
-            raise UploadRejected(422, ErrorCode.EMPTY_FILE, f"{f.filename!r} is empty.")
+            raise UploadRejected(Refusal.EMPTY_FILE, f"{f.filename!r} is empty.")
         if f.writer is None:
             await self._open(f)
         await f.writer.commit()
@@ -284,7 +324,7 @@ class Receiver:
             existing_id, existing_status = doc["_id"], doc["status"]
         if self.settings.dedup == "reject":
             message = f"{f.filename!r} has the same content as file {existing_id}."
-            raise UploadRejected(409, ErrorCode.DUPLICATE, message)
+            raise UploadRejected(Refusal.DUPLICATE, message)
         await self.stores.blobs.delete_file(f.file_id)
         await self.stores.files.delete(self.tenant, f.file_id)
         f.duplicate_of, f.duplicate_status = existing_id, existing_status
@@ -300,7 +340,7 @@ class Receiver:
         for f in new:
             fields = {"size": f.size, "sha256": f.sha256, "content_type": f.content_type, "metadata": f.metadata}
             if not await self.stores.files.mark_queued(self.tenant, f.file_id, self.owner, **fields):
-                raise UploadRejected(408, "upload_expired", EXPIRED)
+                raise UploadRejected(Refusal.UPLOAD_EXPIRED, EXPIRED)
         request_id = getattr(self.request.state, "request_id", None)
         for f in new:
             await anyio.to_thread.run_sync(self.stores.jobs.enqueue_file, f.file_id, f.size, request_id)

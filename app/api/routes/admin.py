@@ -12,10 +12,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.api.auth import Principal
 from app.api.deps import AdminPrincipal, SettingsDep, StoresDep
-from app.api.errors import AUTHED, http_error, responses
+from app.api.errors import AUTHED, ApiError, http_error, responses
 from app.api.schemas import AuditEntry, AuditList, KeyCreate, KeyCreated, KeyList, KeyOut
 from app.stores.audit import Actor
-from app.stores.keys import KeyLimitReached
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -38,12 +37,9 @@ async def create_key(
     """A new API key for the caller's tenant. The key is in this response only: store it now.
     409 `key_limit_reached` when the tenant has MAX_KEYS_PER_TENANT active keys: revoke one first."""
     scopes = sorted(set(body.scopes), key=("read", "write", "admin").index)
-    try:
-        doc, key = await stores.keys.create(
-            principal.tenant, body.name, scopes, cap=settings.max_keys_per_tenant, actor=_actor(principal, request)
-        )
-    except KeyLimitReached as exc:
-        raise http_error(409, "key_limit_reached", str(exc)) from exc
+    doc, key = await stores.keys.create(  # KeyLimitReached: 409 key_limit_reached
+        principal.tenant, body.name, scopes, cap=settings.max_keys_per_tenant, actor=_actor(principal, request)
+    )
     return KeyCreated(key=key, **KeyOut.from_doc(doc).model_dump())
 
 
@@ -57,7 +53,7 @@ async def list_keys(principal: AdminPrincipal, stores: StoresDep) -> KeyList:
 async def revoke_key(key_id: KeyId, principal: AdminPrincipal, stores: StoresDep, request: Request) -> Response:
     """Revoke one of the caller's tenant's keys (at once, for every API process; idempotent)."""
     if await stores.keys.revoke(principal.tenant, key_id, actor=_actor(principal, request)) is None:
-        raise http_error(404, "key_not_found", f"No key {key_id}.")
+        raise http_error(404, ApiError.KEY_NOT_FOUND, f"No key {key_id}.")
     return Response(status_code=204)
 
 

@@ -9,26 +9,19 @@ from numbered passages, with citations). Without an LLM the second answers extra
 """
 
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app.answering import extractive, prompt
-from app.answering.llm import ChatClient, LLMError, Message
-from app.api.deps import QueryTenant, SettingsDep, StoresDep
-from app.api.errors import AUTHED, http_error, responses
-from app.api.routes.search import (
-    CodedErrorsRoute,
-    assign_id,
-    interaction,
-    log_after,
-    run_retrieval,
-)
+from app.answering import answer
+from app.answering.answer import Answer, AnswerStream, Plan
+from app.answering.llm import LLMError
+from app.api.deps import LLMDep, QueryEmbedder, QueryTenant, SettingsDep, StoresDep
+from app.api.errors import AUTHED, ApiError, error_body, http_error, llm_error, responses
+from app.api.interaction_log import log_after, log_now, open_entry
 from app.api.schemas import (
     Citation,
     ContextAnswer,
@@ -39,12 +32,10 @@ from app.api.schemas import (
     Passage,
 )
 from app.retrieval.params import search_params
-from app.retrieval.search import Hit, since_ms
+from app.retrieval.search import retrieve
 from app.stores import Stores
 
-log = logging.getLogger("app.answers")
-
-router = APIRouter(tags=["answers"], route_class=CodedErrorsRoute)
+router = APIRouter(tags=["answers"])
 
 # `stream: true` answers 200 with server-sent events instead of JSON
 SSE_EVENT = {
@@ -66,67 +57,11 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def get_llm(request: Request) -> ChatClient | None:
-    return getattr(request.app.state, "llm", None)
+# --- shaping ------------------------------------------------------------------------
 
 
-async def _record_now(stores: Stores, doc: dict[str, Any]) -> None:
-    """For streams: the response is already under way, so log at its end (shielded from a disconnect)."""
-    if stores.interactions is not None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            await stores.interactions.record(doc)
-
-
-# --- POST /generate -----------------------------------------------------------------
-
-
-@router.post(
-    "/generate",
-    response_model=GenerateResponse,
-    responses=responses(
-        *AUTHED,
-        422,
-        429,
-        502,
-        504,
-        s422="invalid_query, invalid_request",
-        s503="llm_not_configured, dependency_unavailable",
-    )
-    | STREAM,
-)
-async def generate(
-    body: GenerateRequest, request: Request, background: BackgroundTasks, tenant: QueryTenant, stores: StoresDep
-) -> Any:
-    """An answer from the LLM alone, no documents. 503 `llm_not_configured` without an LLM."""
-    llm = get_llm(request)
-    if llm is None:
-        raise http_error(503, "llm_not_configured", NO_LLM)
-    messages = prompt.plain_messages(body.query)
-    doc = interaction(tenant, "generate", body.query, None, [], {}, generator="llm", model=llm.model or None)
-    latency: dict[str, float] = doc["latency_ms"]
-    assign_id(stores, doc)  # the id now; the document is written when the answer is done
-    t0 = time.perf_counter()
-
-    def done(text: str, model: str) -> dict[str, Any]:
-        latency.update(generate_ms=since_ms(t0), total_ms=since_ms(t0))
-        doc.update(answer=text, model=model)
-        return GenerateResponse(
-            query=body.query, answer=text, model=model, latency_ms=latency, interaction_id=doc.get("_id")
-        ).model_dump(mode="json")
-
-    def failed(exc: LLMError) -> JSONResponse:
-        raise http_error(exc.status, exc.code, exc.message) from exc
-
-    if body.stream:
-        return await _stream_answer(llm, messages, stores, doc, t0, None, done, failed)
-    return await _complete(llm, messages, background, stores, doc, t0, t0, done, failed)
-
-
-# --- POST /generate-text-with-context -------------------------------------------------
-
-
-def _passages(hits: list[Hit]) -> list[Passage]:
-    return [Passage.from_hit(h, n=n) for n, h in enumerate(hits, start=1)]
+def _passages(plan: Plan) -> list[Passage]:
+    return [Passage.from_hit(h, n=n) for n, h in enumerate(plan.passages or [], start=1)]
 
 
 def _citations(passages: list[Passage], numbers: list[int]) -> list[Citation]:
@@ -145,6 +80,120 @@ def _citations(passages: list[Passage], numbers: list[int]) -> list[Citation]:
     ]
 
 
+def _shape(plan: Plan, result: Answer) -> dict[str, Any]:
+    """The answer object, as JSON (the body without streaming, the `done` event with it)."""
+    latency, interaction_id = plan.record.latency_ms, plan.record.id
+    if not plan.with_context:
+        return GenerateResponse(
+            query=plan.query, answer=result.text, model=result.model or "", latency_ms=latency,
+            interaction_id=interaction_id,
+        ).model_dump(mode="json")  # fmt: skip
+    passages = _passages(plan)
+    return ContextAnswer(
+        query=plan.query,
+        answer=result.text,
+        generator=result.generator,
+        model=result.model,
+        citations=_citations(passages, result.citations),
+        passages=passages,
+        latency_ms=latency,
+        interaction_id=interaction_id,
+    ).model_dump(mode="json")
+
+
+def _refusal(plan: Plan, exc: LLMError) -> Response:
+    """An LLM failure before any answer: 502/504; with context, the body still has the passages."""
+    status, code = llm_error(exc)
+    if not plan.with_context:
+        raise http_error(status, code, exc.message) from exc
+    body = ContextError(
+        detail=error_body(code, exc.message)["detail"],
+        query=plan.query,
+        passages=_passages(plan),
+        latency_ms=plan.record.latency_ms,
+        interaction_id=plan.record.id,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+
+
+# --- answering ----------------------------------------------------------------------
+
+
+async def _answer(plan: Plan, llm: LLMDep, background: BackgroundTasks, stores: Stores) -> Response:
+    """Without streaming: the answer as JSON; logged after the response either way."""
+    open_entry(stores, plan.record)
+    try:
+        result = await answer.complete(plan, llm)
+    except LLMError as exc:
+        await log_now(stores, plan.record)  # an error raised as HTTPException runs no background task
+        return _refusal(plan, exc)
+    log_after(background, stores, plan.record)
+    return JSONResponse(_shape(plan, result))
+
+
+async def _stream(plan: Plan, llm: LLMDep, stores: Stores) -> Response:
+    """Server-sent events: an LLM error before the answer starts is answered 502/504, one after it
+    is an `error` event. The interaction is logged when the stream ends."""
+    open_entry(stores, plan.record)
+    try:
+        stream = await answer.open_stream(plan, llm)
+    except LLMError as exc:
+        await log_now(stores, plan.record)
+        return _refusal(plan, exc)
+    return StreamingResponse(_events(plan, stream, stores), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _events(plan: Plan, stream: AnswerStream, stores: Stores) -> AsyncIterator[str]:
+    try:
+        if plan.with_context:
+            yield sse("passages", {"passages": [p.model_dump(mode="json") for p in _passages(plan)]})
+        try:
+            async for piece in stream:
+                yield sse("token", {"text": piece})
+        except LLMError as exc:
+            yield sse("error", {"code": exc.code, "message": exc.message})
+            return
+        assert stream.answer is not None
+        yield sse("done", _shape(plan, stream.answer))
+    finally:
+        await stream.aclose()
+        await log_now(stores, plan.record)
+
+
+async def _extractive_events(plan: Plan, body: dict[str, Any], stores: Stores) -> AsyncIterator[str]:
+    yield sse("passages", {"passages": body["passages"]})
+    yield sse("token", {"text": body["answer"]})
+    yield sse("done", body)
+    await log_now(stores, plan.record)
+
+
+# --- routes -------------------------------------------------------------------------
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses=responses(
+        *AUTHED,
+        422,
+        429,
+        502,
+        504,
+        s422="invalid_query, invalid_request",
+        s503="llm_not_configured, dependency_unavailable",
+    )
+    | STREAM,
+)
+async def generate(
+    body: GenerateRequest, background: BackgroundTasks, tenant: QueryTenant, stores: StoresDep, llm: LLMDep
+) -> Response:
+    """An answer from the LLM alone, no documents. 503 `llm_not_configured` without an LLM."""
+    if llm is None:
+        raise http_error(503, ApiError.LLM_NOT_CONFIGURED, NO_LLM)
+    plan = answer.plain_plan(tenant, body.query, llm)
+    return await (_stream(plan, llm, stores) if body.stream else _answer(plan, llm, background, stores))
+
+
 @router.post(
     "/generate-text-with-context",
     response_model=ContextAnswer,
@@ -157,166 +206,26 @@ def _citations(passages: list[Passage], numbers: list[int]) -> list[Citation]:
 )
 async def generate_with_context(
     body: ContextRequest,
-    request: Request,
     background: BackgroundTasks,
     tenant: QueryTenant,
     stores: StoresDep,
     settings: SettingsDep,
-) -> Any:
+    embedder: QueryEmbedder,
+    llm: LLMDep,
+) -> Response:
     """Retrieve the `k` best passages (as `POST /query`), number them in a prompt, and answer with the
     citations the answer used. With no LLM configured: the passages' best-matching sentences
     (`"generator": "extractive"`). An LLM error (502) or timeout (504) still returns the passages."""
     params = search_params(settings, body.query, body.mode, body.k, body.filters)
-    t0 = time.perf_counter()
-    retrieval = await run_retrieval(request, stores, tenant, params)
-    latency = dict(retrieval.latency_ms)
-    llm = get_llm(request)
-    doc = interaction(tenant, "generate-text-with-context", body.query, params, retrieval.hits, latency)
-
-    if llm is None:
-        passages = _passages(retrieval.hits)
-        embedder = request.app.state.query_embedder
-        t1 = time.perf_counter()
-        answer, numbers = await anyio.to_thread.run_sync(extractive.extract, body.query, retrieval.hits, embedder.embed)
-        latency.update(generate_ms=since_ms(t1), total_ms=since_ms(t0))
-        result = ContextAnswer(
-            query=body.query,
-            answer=answer,
-            generator="extractive",
-            citations=_citations(passages, numbers),
-            passages=passages,
-            latency_ms=latency,
-        )
-        doc.update(answer=answer, generator="extractive", citations=numbers, latency_ms=latency)
-        result.interaction_id = assign_id(stores, doc) if body.stream else log_after(background, stores, doc)
-        if not body.stream:
-            return result
-
-        async def extractive_events() -> AsyncIterator[str]:
-            yield sse("passages", {"passages": [p.model_dump(mode="json") for p in passages]})
-            yield sse("token", {"text": answer})
-            yield sse("done", result.model_dump(mode="json"))
-            await _record_now(stores, doc)
-
-        return StreamingResponse(extractive_events(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-    in_prompt = prompt.fit_passages(retrieval.hits, settings.llm_context_max_chars)
-    passages = _passages(in_prompt)
-    passages_json = [p.model_dump(mode="json") for p in passages]
-    messages = prompt.context_messages(body.query, in_prompt, settings.llm_context_max_chars)
-    doc.update(generator="llm", model=llm.model or None)
-    assign_id(stores, doc)  # the id now; the document is written when the answer is done
-    t1 = time.perf_counter()
-
-    def done(text: str, model: str) -> dict[str, Any]:
-        latency.update(generate_ms=since_ms(t1), total_ms=since_ms(t0))
-        numbers = prompt.cited_numbers(text, len(passages))
-        doc.update(answer=text, model=model, citations=numbers)
-        return ContextAnswer(
-            query=body.query,
-            answer=text,
-            generator="llm",
-            model=model,
-            citations=_citations(passages, numbers),
-            passages=passages,
-            latency_ms=latency,
-            interaction_id=doc.get("_id"),
-        ).model_dump(mode="json")
-
-    def failed(exc: LLMError) -> JSONResponse:
-        return JSONResponse(
-            {
-                "detail": {"code": exc.code, "message": exc.message},
-                "query": body.query,
-                "generator": "llm",
-                "passages": passages_json,
-                "latency_ms": latency,
-                "interaction_id": doc.get("_id"),
-            },
-            status_code=exc.status,
-        )
-
-    if body.stream:
-        head = sse("passages", {"passages": passages_json})
-        return await _stream_answer(llm, messages, stores, doc, t1, head, done, failed, t_total=t0)
-    return await _complete(llm, messages, background, stores, doc, t1, t0, done, failed)
-
-
-async def _complete(
-    llm: Any,
-    messages: list[dict[str, str]],
-    background: BackgroundTasks,
-    stores: Any,
-    doc: dict[str, Any],
-    t_generate: float,
-    t_total: float,
-    done: Any,
-    failed: Any,
-) -> Any:
-    """One non-streamed completion: the answer via `done`, an LLM error via `failed`; logged either way."""
-    try:
-        completion = await llm.complete(messages)
-    except LLMError as exc:
-        log.warning("LLM failed (%s): %s", exc.code, exc.message)
-        doc["latency_ms"].update(generate_ms=since_ms(t_generate), total_ms=since_ms(t_total))
-        doc["error"] = {"code": exc.code, "message": exc.message}
-        log_after(background, stores, doc)
-        return failed(exc)
-    body_out = done(completion.text, completion.model)
-    log_after(background, stores, doc)
-    return JSONResponse(body_out)
-
-
-# --- streaming ----------------------------------------------------------------------
-
-
-async def _stream_answer(
-    llm: ChatClient,
-    messages: list[Message],
-    stores: Stores,
-    doc: dict[str, Any],
-    t_generate: float,
-    head: str | None,
-    done: Callable[[str, str], dict[str, Any]],
-    failed: Callable[[LLMError], Response],
-    t_total: float | None = None,
-) -> Response:
-    """Open the LLM's stream: an error before the answer starts is answered by `failed` (502/504),
-    one after it is an `error` event. The interaction is logged when the stream ends."""
-    latency: dict[str, float] = doc["latency_ms"]
-    t0 = t_generate if t_total is None else t_total
-    try:
-        stream = await llm.open_stream(messages)
-    except LLMError as exc:
-        log.warning("LLM failed (%s): %s", exc.code, exc.message)
-        latency.update(generate_ms=since_ms(t_generate), total_ms=since_ms(t0))
-        doc["error"] = {"code": exc.code, "message": exc.message}
-        await _record_now(stores, doc)
-        return failed(exc)
-
-    async def events() -> AsyncIterator[str]:
-        pieces: list[str] = []
-        try:
-            if head is not None:
-                yield head
-            try:
-                async for piece in stream:
-                    if not pieces:
-                        latency["first_token_ms"] = since_ms(t_generate)
-                    pieces.append(piece)
-                    yield sse("token", {"text": piece})
-            except LLMError as exc:
-                log.warning("LLM failed (%s): %s", exc.code, exc.message)
-                latency.update(generate_ms=since_ms(t_generate), total_ms=since_ms(t0))
-                doc.update(answer="".join(pieces) or None, error={"code": exc.code, "message": exc.message})
-                yield sse("error", {"code": exc.code, "message": exc.message})
-                return
-            yield sse("done", done("".join(pieces), stream.model))
-        finally:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            if doc.get("answer") is None and doc.get("error") is None:
-                doc["error"] = {"code": "client_disconnected", "message": "The client left before the answer ended."}
-            await _record_now(stores, doc)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    started = time.perf_counter()
+    retrieval = await retrieve(stores.chunks, embedder, tenant, params)
+    plan = answer.context_plan(tenant, params, retrieval, llm, settings.llm_context_max_chars, started)
+    if llm is not None:
+        return await (_stream(plan, llm, stores) if body.stream else _answer(plan, llm, background, stores))
+    result = await answer.extract(plan, embedder.embed)
+    if not body.stream:
+        log_after(background, stores, plan.record)
+        return JSONResponse(_shape(plan, result))
+    open_entry(stores, plan.record)
+    events = _extractive_events(plan, _shape(plan, result), stores)
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)

@@ -4,7 +4,7 @@ import anyio
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ReadTenant, SettingsDep, StoresDep, WriteTenant
-from app.api.errors import AUTHED, http_error, responses
+from app.api.errors import AUTHED, ApiError, http_error, responses
 from app.api.schemas import FileList, FileOut, TenantStats
 from app.status import FileStatus
 
@@ -30,7 +30,7 @@ async def get_file(file_id: uuid.UUID, tenant: ReadTenant, stores: StoresDep) ->
     """A file's status. Another tenant's file is 404, as if it did not exist."""
     doc = await stores.files.get(tenant, str(file_id))
     if doc is None:
-        raise http_error(404, "file_not_found", f"No file {file_id}.")
+        raise http_error(404, ApiError.FILE_NOT_FOUND, f"No file {file_id}.")
     return FileOut.from_doc(doc)
 
 
@@ -45,9 +45,9 @@ async def delete_file(file_id: uuid.UUID, tenant: WriteTenant, stores: StoresDep
     if not await stores.files.mark_deleting(tenant, fid):
         current = await stores.files.get(tenant, fid)
         if current is None:
-            raise http_error(404, "file_not_found", f"No file {file_id}.")
+            raise http_error(404, ApiError.FILE_NOT_FOUND, f"No file {file_id}.")
         if current["status"] == FileStatus.SAVING.value:
-            raise http_error(409, "upload_in_progress", "The file is still being uploaded.")
+            raise http_error(409, ApiError.UPLOAD_IN_PROGRESS, "The file is still being uploaded.")
         # already `deleting`: finish the job here too (every step is idempotent)
     await anyio.to_thread.run_sync(stores.jobs.cancel, fid)
     await stores.chunks.delete_file(tenant, fid)

@@ -1,20 +1,15 @@
 from typing import Any
 
 import anyio
-import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app import lease
 from app.api.deps import SettingsDep, StoresDep, UploadTenant
-from app.api.errors import AUTHED, http_error, responses
+from app.api.errors import AUTHED, ApiError, http_error, responses
 from app.api.schemas import UploadedFile, UploadResponse
-from app.intake.multipart import MultipartError, TruncatedBody
-from app.intake.receiver import Receiver, UploadRejected, digest_only
-from app.settings import Settings
+from app.intake.receiver import Receiver, digest_only
 from app.status import FileStatus
-from app.stores import Stores
-from app.stores.idempotency import KeyInUse
 
 router = APIRouter(tags=["files"])
 
@@ -53,10 +48,6 @@ _BODY = {
 }
 
 
-QUEUE_FULL = "This tenant has MAX_PENDING_FILES_PER_TENANT files waiting or being processed; retry when some are done."
-QUEUE_FULL_RETRY_S = "30"
-
-
 @router.post(
     "/upload",
     status_code=202,
@@ -75,14 +66,11 @@ async def upload(request: Request, tenant: UploadTenant, stores: StoresDep, sett
     key = request.headers.get("idempotency-key")
     if key is None:
         receiver = Receiver(request, tenant, stores, settings, owner)
-        status, body = await _receive(receiver, tenant, stores, settings)
+        status, body = await _receive(receiver)
         return JSONResponse(body, status_code=status)
     if not 0 < len(key) <= 200:
-        raise http_error(422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters.")
-    try:
-        prior = await stores.idempotency.begin(tenant, key, owner)
-    except KeyInUse as exc:
-        raise http_error(409, "idempotency_key_in_use", "A request with this Idempotency-Key is running.") from exc
+        raise http_error(422, ApiError.INVALID_IDEMPOTENCY_KEY, "Idempotency-Key must be 1 to 200 characters.")
+    prior = await stores.idempotency.begin(tenant, key, owner)  # KeyInUse: 409 idempotency_key_in_use
     if prior is not None:
         return await _replay(request, tenant, prior)
 
@@ -91,7 +79,7 @@ async def upload(request: Request, tenant: UploadTenant, stores: StoresDep, sett
 
     receiver = Receiver(request, tenant, stores, settings, owner, renew_also=renew_key)
     try:
-        status, body = await _receive(receiver, tenant, stores, settings)
+        status, body = await _receive(receiver)
     except BaseException:
         with anyio.CancelScope(shield=True):  # a cancelled request still frees its key
             await stores.idempotency.release(tenant, key, owner)
@@ -102,47 +90,15 @@ async def upload(request: Request, tenant: UploadTenant, stores: StoresDep, sett
 
 async def _replay(request: Request, tenant: str, prior: dict[str, Any]) -> JSONResponse:
     """The first response again, if this request is the same one (its parts' names and bytes)."""
-    try:
-        fingerprint = await digest_only(request, tenant)
-    except TruncatedBody as exc:
-        raise http_error(400, "truncated_multipart", str(exc)) from exc
-    except MultipartError as exc:
-        raise http_error(400, "malformed_multipart", str(exc)) from exc
+    fingerprint = await digest_only(request, tenant)
     if prior.get("fingerprint") != fingerprint:
-        raise http_error(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+        raise http_error(422, ApiError.IDEMPOTENCY_KEY_REUSED, "This Idempotency-Key was used for a different request.")
     return JSONResponse(prior["body"], status_code=prior["status_code"], headers={"Idempotent-Replayed": "true"})
 
 
-async def _receive(receiver: Receiver, tenant: str, stores: Stores, settings: Settings) -> tuple[int, dict]:
-    # the body's size (Content-Length, and as it streams) is bounded by app.middleware.BodyLimit
-    cap = settings.max_pending_files_per_tenant
-    if cap and await stores.files.count_pending(tenant) >= cap:  # before reading the body; again per file
-        raise http_error(429, "tenant_queue_full", QUEUE_FULL, headers={"Retry-After": QUEUE_FULL_RETRY_S})
-    try:
-        files = await receiver.receive()
-    except UploadRejected as exc:
-        headers = {"Retry-After": QUEUE_FULL_RETRY_S} if exc.status == 429 else None
-        raise http_error(exc.status, exc.code, exc.message, headers=headers) from exc
-    except TruncatedBody as exc:
-        raise http_error(400, "truncated_multipart", str(exc)) from exc
-    except MultipartError as exc:
-        raise http_error(400, "malformed_multipart", str(exc)) from exc
-    try:
-        await receiver.queue_all()
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await receiver.rollback()
-        stores.files.forget_pending(tenant)
-        if isinstance(exc, UploadRejected):
-            raise http_error(exc.status, exc.code, exc.message) from exc
-        if isinstance(exc, redis.exceptions.RedisError):
-            raise http_error(
-                503,
-                "queue_unavailable",
-                "The job queue is unavailable; nothing was stored. Retry later.",
-                headers={"Retry-After": "5"},
-            ) from exc
-        raise  # MongoDB away: 503 dependency_unavailable (app/main.py); anything else is ours
+async def _receive(receiver: Receiver) -> tuple[int, dict]:
+    # the body's size (Content-Length, and as it streams) is bounded by app.api.middleware.BodyLimit
+    files = await receiver.accept()
     out = [
         UploadedFile(
             file_id=f.duplicate_of or f.file_id,
