@@ -44,7 +44,8 @@ def test_errors_are_raised_with_a_member_of_the_enum_not_a_string():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("http_error", "error_response"):
                 code = node.args[1] if len(node.args) > 1 else None
-                if not (isinstance(code, ast.Attribute) and getattr(code.value, "id", None) == "ApiError"):
-                    if not (isinstance(code, ast.Name) and code.id == "code"):  # a code chosen from a mapping
-                        loose.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+                member = isinstance(code, ast.Attribute) and getattr(code.value, "id", None) == "ApiError"
+                mapped = isinstance(code, ast.Name) and code.id == "code"  # a code chosen from a mapping
+                if not (member or mapped):
+                    loose.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert loose == []
