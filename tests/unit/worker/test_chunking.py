@@ -1,4 +1,5 @@
-"""Pipeline stages as plain functions: parsers and the chunker, no servers."""
+"""The chunker: token-bounded windows with overlap, headings that lead their body, pages that span, and
+headings never dropped."""
 
 from pathlib import Path
 
@@ -7,8 +8,7 @@ import pytest
 from app.embedding.embedder import MAX_TOKENS, load_tokenizer, model_dir
 from app.intake import filetypes
 from app.settings import Settings
-from app.status import ErrorCode, PipelineError
-from tests.helpers import make_pdf
+from tests.fixtures.parsing import write_file
 from worker.chunking import Chunker
 from worker.parsing import Element, parse
 
@@ -16,65 +16,6 @@ from worker.parsing import Element, parse
 @pytest.fixture(scope="module")
 def tokenizer():
     return load_tokenizer(model_dir(Settings()))
-
-
-def _write(tmp_path: Path, name: str, data: bytes) -> Path:
-    p = tmp_path / name
-    p.write_bytes(data)
-    return p
-
-
-def test_sniff_by_content_then_name() -> None:
-    assert filetypes.sniff(b"%PDF-1.7 ...", "report.pdf") == filetypes.PDF
-    assert filetypes.sniff(b"%PDF-1.7 ...", "report") == filetypes.PDF  # no name needed
-    with pytest.raises(filetypes.ContentTypeMismatch):  # content and name disagree
-        filetypes.sniff(b"%PDF-1.7 ...", "report.txt")
-    assert filetypes.sniff(b"# Title", "notes.md") == filetypes.MARKDOWN
-    assert filetypes.sniff(b"hello", "notes.txt") == filetypes.TEXT
-    assert filetypes.sniff(b"\x89PNG\r\n\x1a\n\x00\x00", "image.png") is None
-    assert filetypes.sniff(b"MZ\x90\x00\x03", "setup.txt") is None  # binary named .txt
-    assert filetypes.sniff(b"<html>", "page.html") == filetypes.HTML
-    assert filetypes.sniff(b"hello", "notes.json") is None  # text, but not a type we parse
-
-
-def test_pdf_pages_keep_their_numbers(tmp_path: Path) -> None:
-    path = _write(tmp_path, "a.pdf", make_pdf(["First page text.", "Second page text.", ""]))
-    parsed = parse(path, filetypes.PDF)
-    assert parsed.page_count == 3
-    els = list(parsed.elements)
-    assert [(e.text, e.page) for e in els] == [("First page text.", 1), ("Second page text.", 2)]
-
-
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [(b"%PDF-1.4\ngarbage", ErrorCode.PDF_CORRUPT), (b"%PDF-1.7\n" + b"\x00" * 64, ErrorCode.PDF_CORRUPT)],
-)
-def test_bad_pdfs_raise_their_code(tmp_path: Path, data: bytes, code: ErrorCode) -> None:
-    with pytest.raises(PipelineError) as info:
-        list(parse(_write(tmp_path, "bad.pdf", data), filetypes.PDF).elements)
-    assert info.value.code == code
-
-
-def test_text_encodings(tmp_path: Path) -> None:
-    french = (
-        "Le comité a approuvé la création d'une piste cyclable près du marché. Les élèves de l'école "
-        "ont présenté leurs idées à la mairie, et le maire a répondu favorablement. Cette décision sera "
-        "mise en œuvre dès l'été prochain."
-    )
-    path = _write(tmp_path, "l.txt", french.encode("cp1252"))
-    text = " ".join(e.text for e in parse(path, filetypes.TEXT).elements)
-    assert text == french
-    path = _write(tmp_path, "u.txt", "\ufeff".encode() + french.encode())  # UTF-8 with a BOM
-    assert " ".join(e.text for e in parse(path, filetypes.TEXT).elements) == french
-
-
-def test_markdown_heading_paths_and_kinds(tmp_path: Path) -> None:
-    md = b"# Manual\n\nIntro text.\n\n## Install\n\n1. unpack\n2. run\n\n## Use\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
-    els = list(parse(_write(tmp_path, "m.md", md), filetypes.MARKDOWN).elements)
-    assert els[0] == Element("Manual", "title", None, ("Manual",))
-    assert Element("Intro text.", "paragraph", None, ("Manual",)) in els
-    assert Element("unpack", "list", None, ("Manual", "Install")) in els
-    assert [e.text for e in els if e.kind == "table"] == ["a | b", "1 | 2"]
 
 
 def test_chunks_fit_the_model_and_overlap(tokenizer) -> None:
@@ -110,9 +51,6 @@ def test_pages_span_when_paragraphs_pack(tokenizer) -> None:
 
 def test_no_elements_no_chunks(tokenizer) -> None:
     assert Chunker(tokenizer).chunk([Element("   ", "paragraph")]) == []
-
-
-# --- headings are text: never dropped ------------------------------------------------------------
 
 
 def _heading(text: str, *path: str) -> Element:
@@ -169,12 +107,12 @@ def test_headings_beyond_one_chunk_are_all_kept(tokenizer) -> None:
 
 def test_markdown_of_only_headings_is_indexed(tmp_path: Path, tokenizer) -> None:
     md = b"# Release notes\n\n## Version 2.1\n\n## Version 2.0\n\n### Known issues\n"
-    chunks = Chunker(tokenizer).chunk(parse(_write(tmp_path, "h.md", md), filetypes.MARKDOWN).elements)
+    chunks = Chunker(tokenizer).chunk(parse(write_file(tmp_path, "h.md", md), filetypes.MARKDOWN).elements)
     assert chunks and "\n".join(c.text for c in chunks) == "Release notes\nVersion 2.1\nVersion 2.0\nKnown issues"
 
 
 def test_markdown_trailing_headings_are_indexed(tmp_path: Path, tokenizer) -> None:
     md = b"# Manual\n\nThe pump starts when the float rises.\n\n## Appendix\n\n### Wiring diagrams\n"
-    chunks = Chunker(tokenizer).chunk(parse(_write(tmp_path, "t.md", md), filetypes.MARKDOWN).elements)
+    chunks = Chunker(tokenizer).chunk(parse(write_file(tmp_path, "t.md", md), filetypes.MARKDOWN).elements)
     assert any("The pump starts" in c.text for c in chunks)
     assert any("Wiring diagrams" in c.text for c in chunks)

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from app import scratch
+from tests.fixtures import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 HOLDER = """
 import sys, time
 from pathlib import Path
