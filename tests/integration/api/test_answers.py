@@ -1,6 +1,6 @@
 """Answers through the real stack: POST /generate and POST /generate-text-with-context against a
-small chat-completions server (tests/llm_server.py: plain, streamed, failing and slow answers),
-and without any LLM (503 / extractive)."""
+small chat-completions server (tests/fixtures/llm_server.py: plain, streamed, failing and slow
+answers), and without any LLM (503 / extractive)."""
 
 import json
 import time
@@ -11,13 +11,11 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from app.answering.extractive import extract, sentences
-from app.answering.prompt import cited_numbers, context_messages, fit_passages, where
-from app.retrieval.search import Hit
-from tests.helpers import make_pdf, run_worker, wait_final
-from tests.llm_server import SLOW_S, FakeLLM
-from tests.stack import Stack, start_api
-from tests.test_search import delete_files, wait_interaction
+from tests.fixtures.api import delete_files, wait_final, wait_interaction
+from tests.fixtures.documents import make_pdf
+from tests.fixtures.llm_server import SLOW_S, FakeLLM
+from tests.fixtures.stack import Stack, start_api
+from tests.fixtures.worker import run_worker
 
 LIGHTHOUSE = [
     "Keeper's log, Skarvik lighthouse. The lamp was converted from paraffin to electricity in 1931. "
@@ -25,6 +23,8 @@ LIGHTHOUSE = [
     "Maintenance. The fog horn is tested every Tuesday at noon. The lens is cleaned with alcohol "
     "and chamois leather once a week, and the brass fittings are polished on Saturdays.",
 ]
+
+
 HARBOUR = "Harbour notice. The fog horn on the breakwater at Nordhamn sounds twice every minute in fog."
 
 
@@ -75,9 +75,6 @@ def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((lines["event"], json.loads(lines["data"])))
     return events
-
-
-# --- with an LLM ----------------------------------------------------------------------------------
 
 
 def test_generate_plain(llm_api: httpx.Client, llm: FakeLLM, stack: Stack) -> None:
@@ -215,9 +212,6 @@ def test_bad_requests_are_422(llm_api: httpx.Client) -> None:
         assert r.status_code == 422 and r.json()["detail"]["code"] == code, (path, body, r.text)
 
 
-# --- without an LLM ---------------------------------------------------------------------------------
-
-
 def test_generate_without_llm_is_503(client: httpx.Client) -> None:
     r = client.post("/generate", json={"query": "hello"})
     assert r.status_code == 503
@@ -261,37 +255,3 @@ def test_interaction_log_can_be_turned_off(stack: Stack, client: httpx.Client) -
             assert col.count_documents({}) == before
     finally:
         proc.stop()
-
-
-# --- pure functions ----------------------------------------------------------------------------------
-
-
-def _hit(text: str, filename: str = "a.pdf", page: int | None = 1, end: int | None = None) -> Hit:
-    return Hit(1, "f", filename, "application/pdf", 0, text, page, end if end is not None else page, [], {})
-
-
-def test_cited_numbers() -> None:
-    assert cited_numbers("A [2]. B [1, 3] and [2][4]. [9] [0]", 4) == [2, 1, 3, 4]
-    assert cited_numbers("no citations", 3) == [] and cited_numbers("see [ 1 ; 2 ]", 2) == [1, 2]
-
-
-def test_prompt_and_where() -> None:
-    assert where(_hit("x")) == "a.pdf, page 1" and where(_hit("x", page=2, end=3)) == "a.pdf, pages 2-3"
-    assert where(_hit("x", "n.txt", None)) == "n.txt"
-    hits = [_hit("a" * 300), _hit("b" * 300), _hit("c" * 300)]
-    assert len(fit_passages(hits, 650)) == 2 and len(fit_passages(hits, 100)) == 1
-    messages = context_messages("Why?", hits[:2], 1000)
-    assert messages[0]["role"] == "system" and "[1] (a.pdf, page 1)\naaa" in messages[1]["content"]
-
-
-def test_extractive_picks_matching_sentences() -> None:
-    hits = [
-        _hit("The lamp was converted in 1931. The keeper climbs 146 steps every evening."),
-        _hit("The fog horn is tested on Tuesdays.", "b.pdf", 2),
-    ]
-    answer, cited = extract("how many steps does the keeper climb", hits)
-    assert answer == "The keeper climbs 146 steps every evening. [1]" and cited == [1]
-    answer, cited = extract("when is the fog horn tested", hits)
-    assert answer.startswith("The fog horn is tested on Tuesdays. [2]") and cited[0] == 2
-    assert extract("anything", []) == ("No passage in the documents matches the question.", [])
-    assert sentences("One. Two? Three!\nFour") == ["One.", "Two?", "Three!", "Four"]

@@ -23,18 +23,21 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from app.settings import Settings
 from devstack import servers
-from tests.helpers import make_pdf, wait_final
-from tests.stack import METRICS_TOKEN, Proc, Stack, rq_worker_argv, stack_dir, start_servers
+from tests.fixtures.api import wait_final
+from tests.fixtures.documents import make_pdf
+from tests.fixtures.stack import METRICS_TOKEN, Proc, Stack, rq_worker_argv, stack_dir, start_servers
 
 MONGO_DB = "docproc_obs"
+
+
 METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # Prometheus's credentials for GET /metrics
+
+
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)$")
+
+
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-# --- Prometheus text, parsed -----------------------------------------------------------------------
 
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
@@ -59,9 +62,6 @@ def names(samples: dict) -> set[str]:
     return {n for n, _ in samples}
 
 
-# --- GELF listener ---------------------------------------------------------------------------------
-
-
 @dataclass
 class GelfListener:
     sock: socket.socket
@@ -83,9 +83,6 @@ class GelfListener:
                 self.messages.append(json.loads(zlib.decompress(data)))
             except (zlib.error, ValueError):
                 self.messages.append({"undecodable": data[:100].hex()})
-
-
-# --- the module's stack --------------------------------------------------------------------------
 
 
 @dataclass
@@ -204,9 +201,6 @@ def wait_for(predicate, what: str, timeout: float = 30):
         time.sleep(0.2)
 
 
-# --- liveness, request ids, host metrics ------------------------------------------------------------
-
-
 def test_health_and_request_id(obs: Obs) -> None:
     r = obs.client.get("/health")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
@@ -229,11 +223,8 @@ def test_system_metrics(obs: Obs) -> None:
     assert Path(disk["path"]).exists()
 
 
-# --- metrics and logs after real uploads -------------------------------------------------------------
-
-
 def _scanned_pdf() -> bytes:
-    from tests.test_parsing_formats import make_scanned_pdf
+    from tests.fixtures.documents import make_scanned_pdf
 
     return make_scanned_pdf([None, "A typed cover note about harbour inspections and the spring tides."], tag="obs")
 
@@ -447,42 +438,6 @@ def test_gelf_receives_api_and_worker_records(obs: Obs, processed: dict) -> None
     assert not any("undecodable" in m for m in obs.gelf.messages)
 
 
-def test_gelf_over_tcp() -> None:
-    import logging
-
-    from app.observability.logs import ContextFilter, gelf_handler, log_context
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    settings = Settings(_env_file=None, gelf_host="127.0.0.1", gelf_port=server.getsockname()[1], gelf_protocol="tcp")
-    handler = gelf_handler(settings, "test")
-    handler.addFilter(ContextFilter("test"))
-    logger = logging.getLogger("obs.gelf.tcp")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        with log_context(request_id="rid-tcp", file_id="f-1"):
-            logger.warning("over tcp %d", 7, extra={"stage": "embed", "duration_ms": 1.5})
-        conn, _ = server.accept()
-        conn.settimeout(10)
-        data = b""
-        while not data.endswith(b"\x00"):
-            data += conn.recv(65536)
-        conn.close()
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-        server.close()
-    message = json.loads(data[:-1])
-    assert message["short_message"] == "over tcp 7" and message["level"] == 4
-    assert message["_request_id"] == "rid-tcp" and message["_file_id"] == "f-1" and message["_service"] == "test"
-    assert message["_stage"] == "embed" and message["_duration_ms"] == 1.5 and message["_logger"] == "obs.gelf.tcp"
-
-
-# --- readiness --------------------------------------------------------------------------------------
-
-
 def test_ready_when_everything_answers(obs: Obs) -> None:
     r = obs.client.get("/ready", headers=METRICS_AUTH)
     assert r.status_code == 200, r.text
@@ -549,57 +504,3 @@ def test_ready_reuses_its_checks_for_a_moment(obs: Obs) -> None:
     time.sleep(2.2)
     later = [obs.client.get("/ready", headers=METRICS_AUTH).json()["checks"] for _ in range(3)]
     assert any(c != first for c in later)  # a new round: new latencies
-
-
-# --- the job observer on its own ---------------------------------------------------------------------
-
-
-def test_job_observer_times_nested_stages_exclusively(caplog: pytest.LogCaptureFixture) -> None:
-    from worker.metrics import JobObserver, timed_stage, worker_metrics
-
-    @timed_stage("ocr")
-    def ocr_page() -> None:
-        time.sleep(0.5)
-
-    def elements() -> Iterator[int]:
-        for i in range(3):
-            time.sleep(0.1)  # parsing
-            if i == 1:
-                ocr_page()
-            yield i
-
-    m = worker_metrics()
-    before = {s: m.stage_seconds.labels(s)._sum.get() for s in ("parse", "ocr", "chunk")}
-    with caplog.at_level("INFO", logger="worker.stages"), JobObserver("f-unit", "rid-unit") as job:
-        with job.stage("chunk"):
-            for _ in job.timed("parse", elements()):
-                time.sleep(0.02)  # chunking
-        job.finish("embedded", pages=1, chunks=3, tokens=90)
-    spent = {s: m.stage_seconds.labels(s)._sum.get() - before[s] for s in before}
-    # bounds wide enough for a loaded machine, narrow enough to tell whether a nested stage was counted twice
-    assert 0.3 <= spent["parse"] < 0.7  # 3 × 100 ms, without the OCR (+500 ms if it were included)
-    assert 0.5 <= spent["ocr"] < 0.9
-    assert 0.06 <= spent["chunk"] < 0.3  # 3 × 20 ms, without parsing (+300 ms if it were included)
-    records = [r for r in caplog.records if r.name == "worker.stages"]
-    assert [r.stage for r in records if getattr(r, "event", "") == "stage"] == ["chunk", "parse", "ocr"]
-    job_line = next(r for r in records if r.event == "job")
-    assert job_line.outcome == "embedded" and job_line.chunks == 3 and job_line.file_id == "f-unit"
-
-
-def test_job_observer_marks_the_stage_an_error_went_through(caplog: pytest.LogCaptureFixture) -> None:
-    from app.status import ErrorCode, PipelineError
-    from worker.metrics import JobObserver
-
-    job = JobObserver("f-err")
-    with caplog.at_level("INFO", logger="worker.stages"), pytest.raises(PipelineError), job:
-        with job.stage("download"):
-            pass
-        with job.stage("chunk"), job.stage("parse"):
-            raise PipelineError(ErrorCode.PDF_CORRUPT)
-    lines = {r.stage: r for r in caplog.records if getattr(r, "event", "") == "stage" and r.file_id == "f-err"}
-    assert lines["download"].outcome == "ok" and not hasattr(lines["download"], "error")
-    assert lines["parse"].outcome == "failed" and lines["parse"].error == "pdf_corrupt"
-    assert lines["chunk"].outcome == "failed"
-    # an exception leaving the job is its outcome `error`
-    job_line = next(r for r in caplog.records if getattr(r, "event", "") == "job" and r.file_id == "f-err")
-    assert job_line.outcome == "error" and job_line.code == "pdf_corrupt"

@@ -1,4 +1,5 @@
-"""The same file processed twice, by one worker or by two racing: one set of chunks."""
+"""The same file processed twice, by one worker or by two racing: one set of chunks; a stale claim
+writes nothing; failures and timeouts leave no chunks."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,9 @@ from app.fencing import StaleClaim
 from app.settings import get_settings
 from app.status import ErrorCode, Stage
 from app.stores.jobs import PROCESS_FILE
-from tests.helpers import run_worker, upload, wait_final
-from tests.stack import Stack, rq_worker_argv
+from tests.fixtures.api import upload, wait_final
+from tests.fixtures.stack import Stack, rq_worker_argv
+from tests.fixtures.worker import run_worker
 
 TEXT = " ".join(f"Paragraph {i} describes the migration of arctic terns along the coast." for i in range(300))
 
@@ -75,9 +77,6 @@ def test_concurrent_claims_have_one_winner(client: httpx.Client) -> None:
     for t in threads:
         t.join()
     assert wins.count(True) == 1
-
-
-# --- fencing: a stale claim writes nothing --------------------------------------------------------
 
 
 def _drop_job(fid: str) -> None:

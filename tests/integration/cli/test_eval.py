@@ -1,4 +1,4 @@
-"""The retrieval evaluation (python -m app.eval) through the real stack, on the shipped set.
+"""The retrieval evaluation (python -m app.cli.eval) through the real stack, on the shipped set.
 
 tests/data/eval/corpus.json describes the documents (generated here: PDFs with fpdf2,
 the rest as text, plus seeded distractor manuals); tests/data/eval/questions.jsonl the
@@ -26,13 +26,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.cli.eval import first_relevant, load_questions, percentile, relevant
-from tests.helpers import make_pdf, run_worker, wait_final
-from tests.test_search import delete_files
+from app.cli.eval import load_questions
+from tests.fixtures import ROOT
+from tests.fixtures.api import delete_files, wait_final
+from tests.fixtures.documents import make_pdf
+from tests.fixtures.worker import run_worker
 
-ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT / "tests" / "data" / "eval"
+
+
 HYBRID_RECALL_AT_5_FLOOR = 0.95
+
 
 KINDS = [
     "Circulation Pump", "Booster Pump", "Dosing Pump", "Vacuum Pump", "Exhaust Fan", "Roof Fan", "Screw Compressor",
@@ -40,7 +44,11 @@ KINDS = [
     "Hydraulic Press", "Mixer", "Blower", "Dehumidifier", "Heat Pump", "Water Softener", "Sump Pump",
     "Scroll Compressor", "Axial Fan",
 ]  # fmt: skip
+
+
 COMPONENTS = ["seal kit", "bearing kit", "filter element", "drive belt", "impeller", "valve plate", "gasket set"]
+
+
 PROBLEMS = [
     ("the unit is running dry", "Stop it, vent the casing and refill it before restarting"),
     ("the motor is overheating", "Check the ventilation grille and the supply voltage"),
@@ -49,6 +57,8 @@ PROBLEMS = [
     ("the outlet pressure is too low", "Check the inlet strainer for blockage"),
     ("the belt is slipping", "Re-tension the belt and check the pulleys for wear"),
 ]
+
+
 RESERVED = {"217", "342", "508", "119"}  # the fault codes the questions ask about
 
 
@@ -157,14 +167,3 @@ def test_eval_json_to_stdout_and_bad_input(eval_corpus: dict, api_url: str, tmp_
     assert result.returncode == 2 and "bad.jsonl:1" in result.stderr and "expected" in result.stderr
     result = subprocess.run([*base, str(questions), "--modes", "fuzzy"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "--modes" in result.stderr
-
-
-def test_relevance_rules() -> None:
-    hit = {"file_id": "f1", "filename": "a.pdf", "page_start": 2, "page_end": 3, "text": "Part  SK-4471-B\nis here"}
-    assert relevant(hit, {"filename": "a.pdf"}) and relevant(hit, {"file": "f1", "page": 3})
-    assert not relevant(hit, {"filename": "a.pdf", "page": 4}) and not relevant(hit, {"filename": "b.pdf"})
-    assert relevant(hit, {"filename": "a.pdf", "answer_substring": "part sk-4471-b is"})
-    assert not relevant({**hit, "page_start": None, "page_end": None}, {"filename": "a.pdf", "page": 1})
-    assert first_relevant([{"filename": "x"}, hit, hit], {"filename": "a.pdf"}) == 2
-    assert first_relevant([], {"filename": "a.pdf"}) is None
-    assert percentile([1, 2, 3, 4], 0.5) == 2.5 and percentile([5], 0.95) == 5

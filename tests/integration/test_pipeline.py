@@ -1,13 +1,11 @@
 """Upload -> status in MongoDB -> RQ job -> parse, chunk, embed, index -> search,
 through the real API process and real servers."""
 
-import uuid
-from pathlib import Path
-
 import httpx
-import psycopg
 
-from tests.helpers import make_pdf, run_worker, upload, wait_final
+from tests.fixtures.api import upload, wait_final
+from tests.fixtures.documents import make_pdf
+from tests.fixtures.worker import run_worker
 
 TOPICS = {
     "volcano.pdf": [
@@ -80,68 +78,6 @@ def test_several_files_in_one_request(client: httpx.Client) -> None:
     assert hit["filename"] == "guide.md" and hit["heading_path"] == ["Guide", "Setup"]
 
 
-def test_list_files_paginates_and_filters_by_status(client: httpx.Client) -> None:
-    r = upload(client, ("list-a.txt", b"alpha list entry text"), ("list-b.txt", b"beta list entry text"))
-    ids = {f["file_id"] for f in r.json()["files"]}
-    queued = client.get("/files", params={"status": "queued", "limit": 500}).json()
-    assert ids <= {f["file_id"] for f in queued["items"]}
-    run_worker()
-    wait_final(client, list(ids))
-    page = client.get("/files", params={"limit": 1, "offset": 0}).json()
-    assert len(page["items"]) == 1 and page["total"] >= 2 and page["limit"] == 1
-    embedded = client.get("/files", params={"status": "embedded", "limit": 500}).json()["items"]
-    assert ids <= {f["file_id"] for f in embedded}
-    assert client.get("/files", params={"status": "bogus"}).status_code == 422
-
-
-def test_oversize_upload_is_refused_and_leaves_nothing(client: httpx.Client, data_dir: Path) -> None:
-    before = set((data_dir / "uploads").iterdir()) if (data_dir / "uploads").exists() else set()
-    total_before = client.get("/files").json()["total"]
-    big = b"word " * (700 * 1024)  # 3.5 MB, limit is 2 MB in the tests
-    try:
-        r = upload(client, ("small.txt", b"a small file that was fine"), ("big.txt", big))
-        assert r.status_code == 413, r.text
-        assert r.json()["detail"]["code"] == "file_too_large"
-    except httpx.WriteError:
-        pass  # the server may answer and close before the client has sent everything
-    after = set((data_dir / "uploads").iterdir()) if (data_dir / "uploads").exists() else set()
-    assert after == before
-    assert client.get("/files").json()["total"] == total_before
-
-
-def test_unknown_and_malformed_ids(client: httpx.Client) -> None:
-    r = client.get(f"/files/{uuid.uuid4()}")
-    assert r.status_code == 404 and r.json()["detail"]["code"] == "file_not_found"
-    assert client.get("/files/not-a-uuid").status_code == 422
-    assert client.delete(f"/files/{uuid.uuid4()}").status_code == 404
-
-
-def test_unsupported_and_empty_files_are_refused(client: httpx.Client) -> None:
-    r = upload(client, ("image.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100))
-    assert r.status_code == 415 and "application/pdf" in r.json()["detail"]["message"]
-    r = upload(client, ("empty.txt", b""))
-    assert r.status_code == 422 and r.json()["detail"]["code"] == "empty_file"
-    assert client.post("/upload", content=b"x", headers={"content-type": "text/plain"}).status_code == 400
-
-
-def test_delete_removes_bytes_status_and_chunks(client: httpx.Client, data_dir: Path, stack) -> None:
-    r = upload(client, ("delete-me.txt", b"The lighthouse keeper logs every passing ship in a blue ledger."))
-    fid = r.json()["files"][0]["file_id"]
-    run_worker()
-    assert wait_final(client, [fid])[fid]["status"] == "embedded"
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        assert conn.execute("SELECT count(*) FROM chunks WHERE file_id = %s", (fid,)).fetchone()[0] >= 1
-    assert (data_dir / "uploads" / fid).exists()
-
-    assert client.delete(f"/files/{fid}").status_code == 204
-    assert client.get(f"/files/{fid}").status_code == 404
-    assert not (data_dir / "uploads" / fid).exists()
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        assert conn.execute("SELECT count(*) FROM chunks WHERE file_id = %s", (fid,)).fetchone()[0] == 0
-    hits = client.post("/query", json={"query": "lighthouse keeper ledger", "k": 10}).json()["results"]
-    assert fid not in {h["file_id"] for h in hits}
-
-
 def test_broken_pdf_fails_with_its_code_and_the_next_file_is_embedded(client: httpx.Client) -> None:
     broken = upload(client, ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage" * 3))
     good = upload(client, ("after.txt", b"The ferry to Ostra leaves at seven from the east quay."))
@@ -159,16 +95,3 @@ def test_file_without_text_fails_no_text(client: httpx.Client) -> None:
     run_worker()
     doc = wait_final(client, [fid])[fid]
     assert doc["status"] == "failed" and doc["error"]["code"] == "no_text" and doc["chunk_count"] is None
-
-
-def test_query_validation(client: httpx.Client) -> None:
-    assert client.post("/query", json={"query": "", "k": 3}).status_code == 422
-    assert client.post("/query", json={"query": "x", "k": 0}).status_code == 422
-    r = client.post("/query", json={"query": "x", "k": 10_000})
-    assert r.status_code == 422 and r.json()["detail"]["code"] == "k_too_large"
-
-
-def test_openapi_docs(client: httpx.Client) -> None:
-    assert client.get("/docs").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
-    assert {"/upload", "/files", "/files/{file_id}", "/query", "/health"} <= set(paths)

@@ -23,8 +23,8 @@ import pytest
 import redis
 from rq.job import Job, JobStatus
 
-from tests.helpers import upload
-from tests.stack import Proc, Stack, rq_worker_argv, stack_dir, start_api, start_servers
+from tests.fixtures.api import upload
+from tests.fixtures.stack import Proc, Stack, rq_worker_argv, stack_dir, start_api, start_servers
 
 FAST = {
     "HEARTBEAT_INTERVAL_S": "0.5",
@@ -37,6 +37,8 @@ FAST = {
     "DEDUP": "allow",
     "SAVING_TIMEOUT_S": "2",  # an upload's lease: renewed every 0.5 s while bytes arrive
 }
+
+
 LONG_TEXT = "\n\n".join(
     f"Section {i}. The survey vessel Kestrel mapped the seabed of fjord {i} with multibeam sonar, "
     f"logging depth, salinity and temperature every {i % 7 + 1} minutes along transect {i * 3}."
@@ -280,9 +282,6 @@ def test_200_uploads_from_16_clients_with_2_workers(clean: Faults) -> None:
     for fid in fids:
         f.assert_indexed_once(fid)
     print(f"200 files via 16 clients, 2 workers: {time.monotonic() - t0:.1f}s to all embedded")
-
-
-# --- leases and fencing ---------------------------------------------------------------------------
 
 
 BOUNDARY = "leaseboundary"

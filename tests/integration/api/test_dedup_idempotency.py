@@ -1,26 +1,19 @@
-"""Duplicate content, retried requests, and the watchdog's and sweeper's repairs."""
+"""Duplicate content and retried requests: dedup per tenant and policy, Idempotency-Key replays."""
 
 import uuid
-from datetime import timedelta
-from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from pymongo import MongoClient
 
 from app.settings import get_settings
-from app.status import now
-from tests.helpers import run_worker, upload, wait_final
-from tests.stack import Stack, start_api
-
-
-def _unique(text: str) -> bytes:
-    return f"{text} {uuid.uuid4()}".encode()
+from tests.fixtures.api import unique, upload, wait_final
+from tests.fixtures.stack import Stack, start_api
+from tests.fixtures.worker import run_worker
 
 
 def test_duplicate_returns_the_existing_file(client: httpx.Client) -> None:
-    body = _unique("The pier clock was restored in the spring.")
+    body = unique("The pier clock was restored in the spring.")
     first = upload(client, ("pier.txt", body))
     assert first.status_code == 202
     fid = first.json()["files"][0]["file_id"]
@@ -35,7 +28,7 @@ def test_duplicate_returns_the_existing_file(client: httpx.Client) -> None:
 def test_a_failed_file_is_no_duplicate(client: httpx.Client) -> None:
     """Only live files (queued, processing, embedded) answer for their content; the status
     is checked in Python after an index lookup on (tenant, sha256), so this guards it."""
-    body = _unique("The breakwater survey was repeated after the storm.")
+    body = unique("The breakwater survey was repeated after the storm.")
     failed = upload(client, ("survey.txt", body)).json()["files"][0]["file_id"]
     s = get_settings()
     col = MongoClient(s.mongo_url.get_secret_value())[s.mongo_db]["files"]
@@ -49,8 +42,8 @@ def test_a_failed_file_is_no_duplicate(client: httpx.Client) -> None:
 
 
 def test_duplicates_within_one_request(client: httpx.Client) -> None:
-    body = _unique("Twin files in one request.")
-    r = upload(client, ("a.txt", body), ("b.txt", body), ("c.txt", _unique("A different one.")))
+    body = unique("Twin files in one request.")
+    r = upload(client, ("a.txt", body), ("b.txt", body), ("c.txt", unique("A different one.")))
     assert r.status_code == 202
     a, b, c = r.json()["files"]
     assert a["duplicate_of"] is None and b["duplicate_of"] == a["file_id"] and c["duplicate_of"] is None
@@ -64,7 +57,7 @@ def test_dedup_policies(stack: Stack, policy: str, expected: int) -> None:
     proc, url = start_api(stack, f"api-dedup-{policy}", env={"DEDUP": policy})
     try:
         with stack.client(url) as c:
-            body = _unique(f"Dedup policy {policy}.")
+            body = unique(f"Dedup policy {policy}.")
             fid = upload(c, ("one.txt", body)).json()["files"][0]["file_id"]
             r = upload(c, ("two.txt", body))
             assert r.status_code == expected, r.text
@@ -78,7 +71,7 @@ def test_dedup_policies(stack: Stack, policy: str, expected: int) -> None:
 
 def test_idempotency_key_replays_the_first_response(client: httpx.Client) -> None:
     key = str(uuid.uuid4())
-    files = [("files", ("idem.txt", _unique("Idempotent upload."), "text/plain"))]
+    files = [("files", ("idem.txt", unique("Idempotent upload."), "text/plain"))]
     first = client.post("/upload", files=files, headers={"Idempotency-Key": key})
     second = client.post("/upload", files=files, headers={"Idempotency-Key": key})
     assert first.status_code == second.status_code == 202
@@ -92,49 +85,6 @@ def test_idempotency_key_replays_the_first_response(client: httpx.Client) -> Non
     key2 = str(uuid.uuid4())
     bad = client.post("/upload", files=[("files", ("e.txt", b"", "text/plain"))], headers={"Idempotency-Key": key2})
     assert bad.status_code == 422
-    good = client.post("/upload", files=[("files", ("e.txt", _unique("now"), "text/plain"))],
+    good = client.post("/upload", files=[("files", ("e.txt", unique("now"), "text/plain"))],
                        headers={"Idempotency-Key": key2})  # fmt: skip
     assert good.status_code == 202
-
-
-def test_sweep_removes_orphan_chunks_and_bytes(client: httpx.Client, stack: Stack, data_dir: Path) -> None:
-    from worker.watchdog import sweep, watch
-
-    kept = upload(client, ("kept-sweep.txt", _unique("Chunks that belong to a file."))).json()["files"][0]["file_id"]
-    run_worker()
-    wait_final(client, [kept])
-    orphan = str(uuid.uuid4())
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        conn.execute(
-            "INSERT INTO chunks (tenant, file_id, ordinal, text, filename, content_type, embedding) "
-            "SELECT tenant, %s, 0, 'orphan', 'x', 'text/plain', embedding FROM chunks LIMIT 1",
-            (orphan,),
-        )
-    (data_dir / "uploads" / orphan).mkdir(parents=True)
-    (data_dir / "uploads" / orphan / "x.txt").write_text("orphan bytes")
-
-    done = sweep(watch())
-    assert done["orphan_chunk_files"] >= 1 and done["orphan_blobs"] >= 1
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        assert conn.execute("SELECT count(*) FROM chunks WHERE file_id = %s", (orphan,)).fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM chunks WHERE file_id = %s", (kept,)).fetchone()[0] >= 1
-    assert not (data_dir / "uploads" / orphan).exists() and (data_dir / "uploads" / kept).exists()
-
-
-def test_watchdog_removes_abandoned_uploads_and_finishes_deletes(stack: Stack, data_dir: Path) -> None:
-    from worker.watchdog import run_once, watch
-
-    s = get_settings()
-    col = MongoClient(s.mongo_url.get_secret_value())[s.mongo_db]["files"]
-    old = now() - timedelta(days=2)
-    abandoned, half_deleted = str(uuid.uuid4()), str(uuid.uuid4())
-    base = {"tenant": "default", "filename": "x.txt", "attempts": 0, "error": None}
-    col.insert_one({**base, "_id": abandoned, "status": "saving", "created_at": old, "updated_at": old})
-    col.insert_one({**base, "_id": half_deleted, "status": "deleting", "created_at": old, "updated_at": old})
-    (data_dir / "uploads" / abandoned).mkdir(parents=True)
-    (data_dir / "uploads" / abandoned / "x.txt.part").write_text("partial")
-
-    done = run_once(watch())
-    assert done["abandoned_uploads_removed"] >= 1 and done["deletes_finished"] >= 1
-    assert col.count_documents({"_id": {"$in": [abandoned, half_deleted]}}) == 0
-    assert not (data_dir / "uploads" / abandoned).exists()

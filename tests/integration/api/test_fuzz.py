@@ -22,10 +22,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.llm_server import FakeLLM
-from tests.stack import Stack, start_api
+from tests.fixtures.llm_server import FakeLLM
+from tests.fixtures.stack import Stack, start_api
 
-ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -35,6 +34,8 @@ CHECKS = ",".join(
         "response_schema_conformance",
     ]
 )
+
+
 MAX_EXAMPLES = 25  # per operation and phase; the whole run stays well under two minutes
 
 
@@ -100,9 +101,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(fuzz_api: tu
         assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-3000:]
 
 
-# --- regressions: what the fuzzing found ----------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("path", ["/query", "/generate", "/generate-text-with-context", "/admin/keys"])
 def test_a_body_that_is_not_utf8_json_is_a_coded_422(client: httpx.Client, path: str) -> None:
     """FastAPI answered 400 `{"detail": "There was an error parsing the body"}`: undocumented, uncoded."""
@@ -165,24 +163,34 @@ def test_an_admin_key_may_revoke_itself(api_url: str, stack: Stack) -> None:
     assert r.status_code == 401 and r.json()["detail"]["code"] == "unauthorized"
 
 
-# --- hypothesis: what the schema does not describe --------------------------------------------------------------
-
 HOSTILE = settings(
     max_examples=60,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
+
+
 ANY_CHAR = st.characters(exclude_categories=())  # NUL and lone surrogates too
+
+
 TOKENS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-0", "1.5e-400", "null", "true", str(2**64),
           str(-(2**63) - 1), "9" * 5000, "1" * 400 + ".5", "0x10", "01"]  # fmt: skip
+
+
 KEYS = st.one_of(
     st.text(ANY_CHAR, max_size=20),
     st.sampled_from(["$where", "$in", "$", "a.b", ".", "", "\x00", "\ud800", "k" * 101, "__proto__"]),
 )
+
+
 DIGITS = st.builds(lambda sign, n, frac: sign + "9" * n + frac, st.sampled_from(["", "-"]), st.integers(1, 5000),
                    st.sampled_from(["", ".5", "e400"]))  # fmt: skip
+
+
 TEXT = st.one_of(st.text(ANY_CHAR, max_size=60), st.sampled_from(TOKENS), DIGITS)
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(KEYS, inner, max_size=5),
@@ -204,12 +212,16 @@ HOSTILE_JSON = st.one_of(  # JSON text, or nearly
     st.builds(lambda n: json.dumps({f"k{i}": i for i in range(n)}), st.integers(30, 200)),
     st.text(ANY_CHAR, max_size=200),
 )
+
+
 HOSTILE_BYTES = st.one_of(
     HOSTILE_JSON.map(lambda t: t.encode("utf-8", "surrogatepass")),  # a lone surrogate: not UTF-8
     st.binary(max_size=300),
     st.builds(lambda n: b"[" * n, st.integers(1, 16_000)),
     st.just(b'{"a": "' + b"x" * 17_000 + b'"}'),
 )
+
+
 ERROR_KEYS = {"code", "message"}
 
 

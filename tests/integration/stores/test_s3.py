@@ -1,8 +1,6 @@
 """STORAGE=s3 against moto's S3 server: the API streams to S3, a real `rq worker`
-process reads from it, DELETE removes the objects."""
+process reads from it, DELETE removes the objects; S3 away or misconfigured is a 503."""
 
-import dataclasses
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,76 +11,9 @@ import httpx
 import pytest
 
 from app import scratch
-from devstack import servers
-from tests.helpers import upload, wait_final
-from tests.stack import Proc, Stack, rq_worker_argv, start_api
-
-BUCKET = "docproc-test"
-
-
-def s3_client(endpoint: str):  # a boto3 S3 client
-    return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
-
-
-def start_moto(stack: Stack, name: str) -> tuple[Proc, dict[str, str]]:
-    """moto's S3 server with the bucket made, and the environment of an API that uses it."""
-    port = servers.free_port()
-    proc = stack.spawn(name, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {
-        "STORAGE": "s3",
-        "S3_BUCKET": BUCKET,
-        "S3_ENDPOINT_URL": endpoint,
-        "S3_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "QUEUE_NAME": "ingest-s3",
-    }
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(endpoint, timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    s3_client(endpoint).create_bucket(Bucket=BUCKET)
-    return proc, env
-
-
-@pytest.fixture(scope="module")
-def s3_env(stack: Stack) -> Iterator[dict[str, str]]:
-    proc, env = start_moto(stack, "moto")
-    yield env
-    proc.stop()
-
-
-def test_watchdog_publishes_queue_depth_to_cloudwatch(s3_env: dict[str, str], monkeypatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    from redis import Redis
-    from rq import Queue
-
-    from app.settings import Settings
-    from worker.watchdog import cloudwatch_client, publish_queue_depth, watch
-
-    w = watch()
-    queue = Queue(w.settings.queue_name, connection=Redis.from_url(w.settings.valkey_url.get_secret_value()))
-    queue.enqueue("worker.jobs.process_file", "not-a-file", job_id="depth-probe")
-    settings = Settings(cloudwatch_region="us-east-1", cloudwatch_endpoint_url=s3_env["S3_ENDPOINT_URL"],
-                        cloudwatch_namespace="DocprocTest")  # fmt: skip
-    cw = cloudwatch_client(settings)
-    try:
-        depth = publish_queue_depth(dataclasses.replace(w, settings=settings), cw)
-    finally:
-        queue.remove("depth-probe")
-    assert depth >= 1
-    (metric,) = cw.list_metrics(Namespace="DocprocTest")["Metrics"]
-    assert metric["MetricName"] == "QueueDepth"
-    assert metric["Dimensions"] == [{"Name": "Queue", "Value": w.settings.queue_name}]
+from tests.fixtures.api import upload, wait_final
+from tests.fixtures.moto import BUCKET, s3_client, start_moto
+from tests.fixtures.stack import Stack, rq_worker_argv, start_api
 
 
 def test_s3_backend_end_to_end(stack: Stack, s3_env: dict[str, str]) -> None:
@@ -112,9 +43,6 @@ def test_s3_backend_end_to_end(stack: Stack, s3_env: dict[str, str]) -> None:
             assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"uploads/{fid}/").get("KeyCount", 0) == 0
     finally:
         api.stop()
-
-
-# --- object storage away: 503 with Retry-After, nothing kept ------------------------------------------------
 
 
 def _assert_storage_unavailable(r: httpx.Response, endpoint: str) -> None:
@@ -206,36 +134,3 @@ def test_a_missing_bucket_is_503_not_500(stack: Stack, s3_env: dict[str, str], t
             assert client.get("/files").json()["total"] == 0 and _spooled(tmp_path / "data") == []
     finally:
         api.stop()
-
-
-def test_every_s3_failure_maps_to_storage_unavailable() -> None:
-    """botocore's connection errors and S3's error answers, as the API meets them, are all 503s."""
-    from boto3.exceptions import S3UploadFailedError
-    from botocore import exceptions as bc
-
-    from app.main import DEPENDENCY_ERRORS
-
-    url = "http://s3.internal:9000/bucket"
-    raised = [
-        bc.EndpointConnectionError(endpoint_url=url),
-        bc.ConnectTimeoutError(endpoint_url=url),
-        bc.ReadTimeoutError(endpoint_url=url),
-        bc.ConnectionClosedError(endpoint_url=url),
-        bc.ConnectionError(error="refused"),
-        bc.NoCredentialsError(),
-        *(
-            bc.ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
-            for code, status in [
-                ("SlowDown", 503),
-                ("InternalError", 500),
-                ("NoSuchBucket", 404),
-                ("AccessDenied", 403),
-                ("InvalidAccessKeyId", 403),
-            ]
-        ),
-        S3UploadFailedError("Failed to upload x to bucket/key: SlowDown"),
-    ]
-    for exc in raised:
-        assert next((DEPENDENCY_ERRORS[t] for t in type(exc).__mro__ if t in DEPENDENCY_ERRORS), None) == (
-            "Object storage"
-        ), type(exc)
