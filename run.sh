@@ -2,7 +2,7 @@
 # docproc on one machine.
 #   ./run.sh              install what is missing, then run the whole local stack
 #   ./run.sh test         install what is missing, then run every test (the service's, then the CDK app's)
-#   ./run.sh test ARGS    the service's tests only, with pytest ARGS (e.g. tests/test_pipeline.py -x)
+#   ./run.sh test ARGS    the service's tests only, with pytest ARGS (e.g. tests/unit -x, or -m "not stack": no servers)
 set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -14,7 +14,7 @@ import time
 import httpx
 
 from bench.common import median, record, table
-from tests.stack import NO_KEYS, rq_worker_argv, stack_dir, start_api, start_servers
+from tests.fixtures.stack import NO_KEYS, rq_worker_argv, stack_dir, start_api, start_servers
 
 
 def main() -> None:

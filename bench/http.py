@@ -25,7 +25,7 @@ import httpx
 
 from bench.common import Load, cpu_per_request, hot_spots, load, median, profiled, record, rss_mb, table
 from devstack.servers import free_port
-from tests.stack import NO_KEYS, stack_dir, start_api, start_servers
+from tests.fixtures.stack import NO_KEYS, stack_dir, start_api, start_servers
 
 BARE_APP = """
 import uuid, aiofiles

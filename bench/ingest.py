@@ -25,7 +25,7 @@ from redis import Redis
 from rq import Worker
 
 from bench.common import median, pdf_document, record, table
-from tests.stack import NO_KEYS, Proc, Stack, rq_worker_argv, stack_dir, start_api, start_servers
+from tests.fixtures.stack import NO_KEYS, Proc, Stack, rq_worker_argv, stack_dir, start_api, start_servers
 
 
 async def upload_all(url: str, docs: list[bytes]) -> list[str]:

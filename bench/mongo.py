@@ -19,7 +19,7 @@ from pymongo import ASCENDING, MongoClient
 from app.status import FileStatus, now, transition
 from app.stores.files import DEDUP_STATES, INDEXES, PENDING_STATES
 from bench.common import cpu_seconds, record, table
-from tests.stack import stack_dir, start_servers
+from tests.fixtures.stack import stack_dir, start_servers
 
 
 def shapes(col, ids: list[str], ops: int) -> list[tuple[str, int, Callable[[int], object]]]:  # noqa: ANN001

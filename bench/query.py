@@ -26,7 +26,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from bench.common import docstring_sentences, load, percentile, record, table
-from tests.stack import NO_KEYS, stack_dir, start_api, start_servers
+from tests.fixtures.stack import NO_KEYS, stack_dir, start_api, start_servers
 
 
 def corpus(n: int, rng: random.Random) -> tuple[list[str], list[list[int]]]:

@@ -1,48 +1,17 @@
-import os
-import shutil
-from collections.abc import Iterator
+"""Marks and orders the collected tests: everything under tests/integration is `stack` (it uses the
+real local servers), so `pytest -m "not stack"` runs the unit tests without starting any; tests
+marked `after_all` run last (they check what the whole session left behind)."""
+
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.stack import Stack, stack_dir, start_api, start_servers
+INTEGRATION = Path(__file__).parent / "integration"
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    stack = start_servers(stack_dir("session"))
-    # the in-process worker (tests/helpers) reads the same settings as the API
-    os.environ.update(stack.env, MAX_UPLOAD_BYTES=str(2 * 1024 * 1024), MAX_FILES_PER_REQUEST="8")
-    stack.env.update(MAX_UPLOAD_BYTES=str(2 * 1024 * 1024), MAX_FILES_PER_REQUEST="8")
-    from app.settings import get_settings
-
-    get_settings.cache_clear()
-    yield stack
-    stack.stop_all()
-    shutil.rmtree(stack.root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def api_url(stack: Stack) -> Iterator[str]:
-    proc, url = start_api(stack)
-    yield url
-    proc.stop()
-
-
-@pytest.fixture(scope="session")
-def auth_headers(stack: Stack) -> dict[str, str]:
-    """Tenant "default", every scope."""
-    return stack.auth()
-
-
-@pytest.fixture
-def client(api_url: str, stack: Stack) -> Iterator[httpx.Client]:
-    """The session API, authenticated as tenant "default" with every scope."""
-    with stack.client(api_url) as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def data_dir(stack: Stack) -> Path:
-    return Path(stack.env["DATA_DIR"])
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.stack)
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)  # stable: the rest keep their order

@@ -9,7 +9,7 @@ and `install(app)`, the one place that turns exceptions into responses.
   (`describe_errors`, `FRAMEWORK_CODES`).
 
 `responses(...)` documents the errors in the OpenAPI schema (so clients, and the schema-based
-fuzzing of the tests, know every status an operation may answer and its body). The README's
+fuzzing of tests/integration/api/test_fuzz.py, know every status an operation may answer and its body). The README's
 "Error codes" table lists every `ApiError` (a test holds the two together).
 """
 

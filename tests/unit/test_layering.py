@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures import ROOT
+
 SERVICES = ("app.intake", "app.retrieval", "app.answering")
 
 

@@ -26,7 +26,7 @@ unstructured is first imported. Its text classification (narrative text or title
 NLTK's punkt_tab tokenizer and averaged-perceptron tagger, which are data downloads: the three
 NLTK calls are replaced by ones that need no data (`_offline_nlp`), and NLTK's downloader is
 made to refuse. Pandoc (EPUB, ODT, RTF) runs in its sandbox (no network, no file access) as
-unstructured calls it. tests/test_unstructured.py parses every format with the network cut off
+unstructured calls it. tests/unit/worker/parsing/test_unstructured.py parses every format with the network cut off
 and checks that nothing tried to connect.
 """
 
