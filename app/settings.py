@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     llm_context_max_chars: int = Field(12_000, ge=500)  # passages put into a prompt, at most
     interactions_log: bool = True  # every query and answer to MongoDB `interactions`
 
+    # MCP (/mcp, app/mcp/) and the Dify External Knowledge API (POST /retrieval)
+    mcp_max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)  # upload_document's decoded content, at most
+
     log_level: str = "INFO"
 
     # observability (README "Operations")

@@ -36,8 +36,10 @@ log = logging.getLogger("app.upload")
 
 
 class UploadRejected(Exception):
-    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
+    """An upload refused: nothing of it was kept. `retry_after` (seconds) when retrying later may succeed."""
+
+    def __init__(self, status: int, code: ErrorCode | str, message: str, retry_after: int | None = None) -> None:
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
         super().__init__(message)
 
 
@@ -63,6 +65,7 @@ class IncomingFile:
         return self.hasher.hexdigest()
 
 
+QUEUE_FULL_RETRY_S = 30  # the Retry-After of tenant_queue_full
 EXPIRED = "The upload stalled for longer than SAVING_TIMEOUT_S and was discarded; nothing was kept. Send it again."
 
 
@@ -198,6 +201,7 @@ class Receiver:
                 "tenant_queue_full",
                 f"This request would take the tenant past {cap} files waiting "
                 "or being processed (MAX_PENDING_FILES_PER_TENANT); nothing was kept. Retry when some are done.",
+                retry_after=QUEUE_FULL_RETRY_S,
             )
         file_id = str(uuid.uuid4())
         name = safe_name(part.filename)

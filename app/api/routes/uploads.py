@@ -1,7 +1,6 @@
 from typing import Any
 
 import anyio
-import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -11,6 +10,7 @@ from app.api.errors import AUTHED, http_error, responses
 from app.api.schemas import UploadedFile, UploadResponse
 from app.intake.multipart import MultipartError, TruncatedBody
 from app.intake.receiver import Receiver, UploadRejected, digest_only
+from app.intake.upload import accept
 from app.settings import Settings
 from app.status import FileStatus
 from app.stores import Stores
@@ -51,10 +51,6 @@ _BODY = {
         }
     ],
 }
-
-
-QUEUE_FULL = "This tenant has MAX_PENDING_FILES_PER_TENANT files waiting or being processed; retry when some are done."
-QUEUE_FULL_RETRY_S = "30"
 
 
 @router.post(
@@ -114,35 +110,11 @@ async def _replay(request: Request, tenant: str, prior: dict[str, Any]) -> JSONR
 
 
 async def _receive(receiver: Receiver, tenant: str, stores: Stores, settings: Settings) -> tuple[int, dict]:
-    # the body's size (Content-Length, and as it streams) is bounded by app.middleware.BodyLimit
-    cap = settings.max_pending_files_per_tenant
-    if cap and await stores.files.count_pending(tenant) >= cap:  # before reading the body; again per file
-        raise http_error(429, "tenant_queue_full", QUEUE_FULL, headers={"Retry-After": QUEUE_FULL_RETRY_S})
     try:
-        files = await receiver.receive()
+        files = await accept(receiver, tenant, stores, settings)
     except UploadRejected as exc:
-        headers = {"Retry-After": QUEUE_FULL_RETRY_S} if exc.status == 429 else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         raise http_error(exc.status, exc.code, exc.message, headers=headers) from exc
-    except TruncatedBody as exc:
-        raise http_error(400, "truncated_multipart", str(exc)) from exc
-    except MultipartError as exc:
-        raise http_error(400, "malformed_multipart", str(exc)) from exc
-    try:
-        await receiver.queue_all()
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await receiver.rollback()
-        stores.files.forget_pending(tenant)
-        if isinstance(exc, UploadRejected):
-            raise http_error(exc.status, exc.code, exc.message) from exc
-        if isinstance(exc, redis.exceptions.RedisError):
-            raise http_error(
-                503,
-                "queue_unavailable",
-                "The job queue is unavailable; nothing was stored. Retry later.",
-                headers={"Retry-After": "5"},
-            ) from exc
-        raise  # MongoDB away: 503 dependency_unavailable (app/main.py); anything else is ours
     out = [
         UploadedFile(
             file_id=f.duplicate_of or f.file_id,
