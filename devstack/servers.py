@@ -235,6 +235,14 @@ def wait_all() -> None:
     wait_postgres(s.database_url.get_secret_value())
 
 
+LOCAL_MONGO_PORT = 27027  # ./run.sh's SecantusDB (LOCAL_MONGO_PORT), beside any mongod on 27017
+
+
+def local_mongo_url() -> str:
+    """The MongoDB of ./run.sh's stack on this machine (what the admin CLI uses when MONGO_URL is unset)."""
+    return mongo_url(int(os.environ.get("LOCAL_MONGO_PORT", LOCAL_MONGO_PORT)))
+
+
 def mongo_url(port: int) -> str:
     return f"mongodb://127.0.0.1:{port}/?replicaSet={MONGO_REPLICA_SET}&retryWrites=false"
 
