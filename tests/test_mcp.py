@@ -22,7 +22,8 @@ from app.mcp.server import dependency_name
 from app.stores.audit import CLI
 from app.stores.keys import SyncKeyStore
 from tests.helpers import run_worker, upload, wait_final
-from tests.stack import Stack
+from tests.llm_server import FakeLLM
+from tests.stack import Stack, start_api
 
 T = TypeVar("T")
 TOOLS = {"search", "ask", "list_documents", "get_document", "get_chunks", "upload_document", "delete_document"}
@@ -274,3 +275,29 @@ def test_tool_errors_carry_the_api_codes(api_url: str, tenants: dict) -> None:
 def test_dependency_errors_are_named_by_server() -> None:
     assert dependency_name(pymongo.errors.ServerSelectionTimeoutError("x")) == "MongoDB"
     assert dependency_name(ValueError("x")) is None
+
+
+def test_ask_with_an_llm_cites_its_passages_and_reports_llm_errors(stack: Stack, tenants: dict) -> None:
+    with FakeLLM() as llm:
+        env = {"LLM_BASE_URL": llm.base_url, "LLM_MODEL": "fake-model", "LLM_TIMEOUT_S": "2"}
+        proc, url = start_api(stack, "api-mcp-llm", env=env)
+        try:
+            out = ok(call(url, tenants["a_read"], "ask", question="What broke the lantern glass?", k=2))
+            assert out["generator"] == "llm" and out["model"] == "fake-model"
+            assert "[1]" in out["answer"] and out["citations"][0]["n"] == 1
+            assert out["citations"][0]["file_id"] == tenants["a_file"]
+            prompt = llm.requests[-1]["body"]["messages"][-1]["content"]
+            assert "Skerryvore" in prompt  # the passages went to the LLM
+            failed = call(url, tenants["a_read"], "ask", question="[[error]] what broke?")
+            assert error_code(failed) == "llm_error"
+        finally:
+            proc.stop()
+
+
+def test_an_upload_larger_than_max_json_bytes_goes_through_mcp(api_url: str, stack: Stack) -> None:
+    tenant = f"mcp-big-{uuid.uuid4().hex[:6]}"
+    key = stack.key(tenant, "read,write")
+    text = ("Tide table notes for the outer harbour. " * 30000).encode()[:1_300_000]  # > MAX_JSON_BYTES (1 MiB)
+    up = ok(call(api_url, key, "upload_document", name="tides.txt", content_base64=base64.b64encode(text).decode()))
+    assert up["size"] == len(text) and up["status"] == "queued"
+    ok(call(api_url, key, "delete_document", document_id=up["file_id"]))  # no worker needs to embed it
