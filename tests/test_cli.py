@@ -309,3 +309,34 @@ def test_mcp_on_stdio_relays_to_the_api(api_url: str, indexed: dict) -> None:
     assert "upload_document" in tools and "ask" in tools
     assert found["results"][0]["file_id"] == indexed["file_id"]
     assert denied  # file_not_found: the server's answer, relayed
+
+
+def test_mcp_on_stdio_with_a_wrong_key_exits_1_with_the_reason(api_url: str) -> None:
+    client = {"name": "t", "version": "1"}
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    r = subprocess.run(
+        [*CLI, "--key", "dp_0123456789ab_" + "x" * 43, "mcp"], input=json.dumps(hello) + "\n",
+        env=env_for(api_url, None), cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert "401 unauthorized" in r.stderr and r.stdout == ""
+
+
+def test_mcp_on_stdio_answers_what_was_piped_in_before_stdin_closed(api_url: str, indexed: dict) -> None:
+    client = {"name": "t", "version": "1"}
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "search", "arguments": {"query": "morning ferry", "k": 1}}},
+    ]  # fmt: skip
+    r = subprocess.run(
+        [*CLI, "--key", indexed["key"], "mcp"], input="".join(json.dumps(m) + "\n" for m in lines),
+        env=env_for(api_url, None), cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    answers = {m["id"]: m for m in map(json.loads, r.stdout.splitlines())}
+    assert answers[1]["result"]["serverInfo"]["name"] == "docproc"
+    assert answers[2]["result"]["structuredContent"]["results"][0]["file_id"] == indexed["file_id"]

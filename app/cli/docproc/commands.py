@@ -444,7 +444,13 @@ def mcp_stdio() -> None:
 
     if not State.config.key:
         err.print("warning: no API key (--key or DOCPROC_API_KEY): only an API with AUTH=disabled will answer")
-    asyncio.run(bridge(State.config))
+    try:
+        asyncio.run(bridge(State.config))
+    except* httpx.HTTPStatusError as group:
+        response = group.exceptions[0].response  # type: ignore[attr-defined]
+        why = f"{response.status_code} {response.reason_phrase.lower()}"  # a stream: its body was not read
+        err.print(f"[red]error:[/red] the API refused MCP: {why}")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""The API's reader of `chunks` (async, over a connection pool): the search statements and the
-delete of a file's chunks. Retrieval (app/retrieval/search.py) runs the legs, fuses and highlights.
+"""The API's reader of `chunks` (async, over a connection pool): the search statements, a file's
+chunks in order (MCP `get_chunks` and document resources) and the delete of a file's chunks.
+Retrieval (app/retrieval/search.py) runs the legs, fuses and highlights.
 
 - vector: cosine distance over the HNSW index. Iterative index scans
   (`hnsw.iterative_scan = relaxed_order`) keep the scan going until `n` rows pass
