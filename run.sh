@@ -43,9 +43,19 @@ venv() {  # venv <dir> <requirements files...>: create, and (re)install a file w
   done
 }
 
+console_script() {  # .venv/bin/docproc (pyproject.toml [project.scripts]), editable: it runs this checkout's code
+  local stamp=.venv/.installed-docproc want
+  want="$(sha256sum < pyproject.toml) $PWD"
+  [ -x .venv/bin/docproc ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
+  log "installing the docproc command into .venv"
+  quiet_pip .venv/bin/pip install -q --no-deps -e .
+  echo "$want" > "$stamp"
+}
+
 install() {
   apt_packages
   venv .venv requirements.txt "$@"
+  console_script
   venv .venv-secantus requirements-secantus.txt
 }
 

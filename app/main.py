@@ -1,6 +1,7 @@
 """The API application: `create_app()` wires the stores from the settings."""
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,8 +16,9 @@ from app.api import errors
 from app.api.auth import check_bind
 from app.api.middleware import BodyLimit, LoopbackOnly, RequestObservability
 from app.api.ratelimit import RateLimits
-from app.api.routes import admin, answers, files, ops, search, uploads
+from app.api.routes import admin, answers, dify, files, ops, search, uploads
 from app.embedding.embedder import load_embedder
+from app.mcp import server as mcp
 from app.observability.logs import setup_logging
 from app.settings import Settings, get_settings
 from app.stores import Stores
@@ -95,7 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             load_embedder, settings, settings.query_embedding_runtime
         )
         try:
-            yield
+            async with mcp_sessions.run():  # the MCP transport's task group (stateless: no sessions kept)
+                yield
         finally:
             if app.state.llm is not None:
                 await app.state.llm.aclose()
@@ -109,12 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (uploads, files, search, answers, admin, ops):
+    for module in (uploads, files, search, answers, admin, ops, dify):
         app.include_router(module.router)
     app.include_router(files.stats_router)
+    mcp_sessions = mcp.mount(app, settings)  # /mcp: the MCP server, behind the same API keys
     errors.install(app)  # every exception a request may raise -> its status and coded body
     upload_limit = settings.max_upload_bytes * settings.max_files_per_request + 1024 * 1024
-    app.add_middleware(BodyLimit, upload_limit=upload_limit, other_limit=settings.max_json_bytes)
+    mcp_limit = math.ceil(settings.mcp_max_upload_bytes * 4 / 3) + 64 * 1024  # a base64 document in JSON-RPC
+    app.add_middleware(BodyLimit, upload_limit=upload_limit, other_limit=settings.max_json_bytes, mcp_limit=mcp_limit)
     if settings.auth == "disabled":
         app.add_middleware(LoopbackOnly)
     app.add_middleware(RequestObservability)  # request id, one log line and metrics per request (outermost)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOCAL_MONGO_PORT = 27027  # the MongoDB of ./run.sh's local stack (devstack/), beside any mongod on 27017
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEFAULT_UPLOAD_RATE = "60/minute"
 DEFAULT_QUERY_RATE = "600/minute"
@@ -151,6 +152,9 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.1, ge=0, le=2)
     llm_context_max_chars: int = Field(12_000, ge=500)  # passages put into a prompt, at most
     interactions_log: bool = True  # every query and answer to MongoDB `interactions`
+
+    # MCP (/mcp, app/mcp/) and the Dify External Knowledge API (POST /retrieval)
+    mcp_max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)  # upload_document's decoded content, at most
 
     log_level: str = "INFO"
 

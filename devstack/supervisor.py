@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.settings import LOCAL_MONGO_PORT
 from devstack.servers import (
     ROOT,
     init_postgres,
@@ -157,7 +158,7 @@ def serve(data_dir: Path, api_bind: str, api_workers: int, workers: int = 0) -> 
     workers, threads = worker_layout(os.cpu_count() or 1, workers, int(os.environ.get("EMBEDDING_THREADS", 0)))
     ports = {
         "valkey": int(os.environ.get("LOCAL_VALKEY_PORT", 6390)),
-        "mongo": int(os.environ.get("LOCAL_MONGO_PORT", 27027)),
+        "mongo": int(os.environ.get("LOCAL_MONGO_PORT", LOCAL_MONGO_PORT)),
         "postgres": int(os.environ.get("LOCAL_POSTGRES_PORT", 5442)),
     }
     env = {
@@ -195,7 +196,7 @@ def serve(data_dir: Path, api_bind: str, api_workers: int, workers: int = 0) -> 
     auth_line = (
         "AUTH DISABLED: no API keys; every caller on this machine is tenant 'default' (loopback only)"
         if env["AUTH"] == "disabled"
-        else "AUTH enabled: create a key with  python -m app.cli.keys create --tenant default --name me "
+        else "AUTH enabled: create a key with  .venv/bin/docproc keys create --tenant default --name me "
         "--scopes read,write"
     )
     print(

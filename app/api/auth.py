@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -28,7 +29,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from app.api.errors import ApiError, http_error
 from app.settings import Settings
 from app.status import now
-from app.stores.keys import hash_secret
+from app.stores.keys import KeyStore, hash_secret
 
 log = logging.getLogger("app.auth")
 
@@ -131,31 +132,45 @@ def _unauthorized(message: str = UNAUTHORIZED) -> Exception:
     return http_error(401, ApiError.UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents: `Authorization: Bearer <key>`, else `X-API-Key: <key>`; None without one."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return headers.get("x-api-key") or None
+
+
+async def principal_for(settings: Settings, keys: KeyStore, presented: str | None) -> Principal | None:
+    """Who presents this key: None when it is missing, malformed, unknown, revoked or wrong (all alike).
+    Every caller is DEFAULT_TENANT with every scope when AUTH=disabled. The one check of a key, for
+    the HTTP routes, the MCP transport and the Dify endpoint."""
+    if settings.auth == "disabled":
+        return Principal(settings.default_tenant, LOCAL_KEY_ID, frozenset(SCOPES), "auth disabled")
+    parsed = parse_key(presented) if presented else None
+    if parsed is None:
+        return None
+    key_id, secret = parsed
+    doc = await keys.get(key_id)
+    if doc is None or doc.get("revoked_at") is not None or not verify(doc, secret):
+        return None  # unknown, revoked or wrong secret: the same answer
+    last = doc.get("last_used_at")
+    stamp = now()
+    if last is None or stamp - last >= timedelta(seconds=settings.key_touch_interval_s):
+        await keys.touch(key_id, stamp)
+    return Principal(doc["tenant"], key_id, frozenset(doc.get("scopes", ())), doc.get("name", ""))
+
+
 async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """The caller, from its key (401 `unauthorized` when missing, malformed, unknown or revoked)."""
-    settings: Settings = request.app.state.settings
-    if settings.auth == "disabled":
-        return Principal(settings.default_tenant, LOCAL_KEY_ID, frozenset(SCOPES), "auth disabled")
     presented = bearer.credentials if bearer is not None else api_key
-    if not presented:
+    principal = await principal_for(request.app.state.settings, request.app.state.stores.keys, presented)
+    if principal is None:
         raise _unauthorized()
-    parsed = parse_key(presented)
-    if parsed is None:
-        raise _unauthorized()
-    key_id, secret = parsed
-    keys = request.app.state.stores.keys
-    doc = await keys.get(key_id)
-    if doc is None or doc.get("revoked_at") is not None or not verify(doc, secret):
-        raise _unauthorized()  # unknown, revoked or wrong secret: the same answer
-    last = doc.get("last_used_at")
-    stamp = now()
-    if last is None or stamp - last >= timedelta(seconds=settings.key_touch_interval_s):
-        await keys.touch(key_id, stamp)
-    return Principal(doc["tenant"], key_id, frozenset(doc.get("scopes", ())), doc.get("name", ""))
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

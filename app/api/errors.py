@@ -15,6 +15,7 @@ fuzzing of tests/integration/api/test_fuzz.py, know every status an operation ma
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.answering.llm import LLMError, LLMTimeout
 from app.intake.multipart import MultipartError, TruncatedBody
 from app.intake.receiver import QueueUnavailable, Refusal, UploadRejected
+from app.intake.removal import NotRemovable
 from app.retrieval.params import KTooLarge
 from app.stores.idempotency import KeyInUse
 from app.stores.keys import KeyLimitReached
@@ -70,6 +72,7 @@ class ApiError(StrEnum):
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    INVALID_CONTENT = "invalid_content"  # MCP upload_document: content_base64 is not base64
     # files
     FILE_NOT_FOUND = "file_not_found"
     INVALID_FILE_ID = "invalid_file_id"
@@ -244,16 +247,77 @@ DEPENDENCY_ERRORS: dict[type[Exception], str] = {
 # carry a string `detail`: give them a code like every other error of this API
 FRAMEWORK_CODES = {400: ApiError.INVALID_REQUEST, 404: ApiError.NOT_FOUND, 405: ApiError.METHOD_NOT_ALLOWED}
 
+
+@dataclass(frozen=True)
+class Refused:
+    """How the API answers an exception: status, code, message, headers."""
+
+    status: int
+    code: ApiError
+    message: str
+    headers: dict[str, str] | None = None
+
+
+def dependency_name(exc: BaseException) -> str | None:
+    """The server a driver's error says is away (MongoDB, PostgreSQL, Valkey, Object storage), else None."""
+    return next((server for kind, server in DEPENDENCY_ERRORS.items() if isinstance(exc, kind)), None)
+
+
+def describe(exc: BaseException) -> Refused | None:
+    """The answer to an exception a service or store raises; None: not one the caller can cause or meet.
+    The HTTP handlers below and the MCP tools (app/mcp/server.py) both answer through this."""
+    if isinstance(exc, UploadRejected):
+        status, code = UPLOAD_REFUSALS[exc.refusal]
+        retry = {"Retry-After": QUEUE_FULL_RETRY_S} if code is ApiError.TENANT_QUEUE_FULL else None
+        return Refused(status, code, exc.message, retry)
+    if isinstance(exc, TruncatedBody):
+        return Refused(400, ApiError.TRUNCATED_MULTIPART, str(exc))
+    if isinstance(exc, MultipartError):
+        return Refused(400, ApiError.MALFORMED_MULTIPART, str(exc))
+    if isinstance(exc, QueueUnavailable):
+        return Refused(503, ApiError.QUEUE_UNAVAILABLE, str(exc), {"Retry-After": "5"})
+    if isinstance(exc, NotRemovable):
+        status = 404 if exc.code == NotRemovable.FILE_NOT_FOUND else 409
+        return Refused(status, ApiError(exc.code), exc.message)
+    if isinstance(exc, KeyInUse):
+        return Refused(409, ApiError.IDEMPOTENCY_KEY_IN_USE, "A request with this Idempotency-Key is running.")
+    if isinstance(exc, KeyLimitReached):
+        return Refused(409, ApiError.KEY_LIMIT_REACHED, str(exc))
+    if isinstance(exc, KTooLarge):
+        return Refused(422, ApiError.K_TOO_LARGE, str(exc))
+    if isinstance(exc, LLMError):
+        status, code = llm_error(exc)
+        return Refused(status, code, exc.message)
+    server = dependency_name(exc)
+    if server is not None:
+        message = f"{server} is unavailable; retry later."
+        return Refused(503, ApiError.DEPENDENCY_UNAVAILABLE, message, {"Retry-After": "5"})
+    return None
+
+
+DESCRIBED: tuple[type[Exception], ...] = (
+    UploadRejected,
+    MultipartError,  # and TruncatedBody, its subclass
+    QueueUnavailable,
+    NotRemovable,
+    KeyInUse,
+    KeyLimitReached,
+    KTooLarge,
+    LLMError,  # and LLMTimeout
+    *DEPENDENCY_ERRORS,
+)
+
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def _dependency_handler(server: str) -> Handler:
-    async def handler(request: Request, exc: Exception) -> Response:
+async def _described(request: Request, exc: Exception) -> Response:
+    refused = describe(exc)
+    if refused is None:  # not one of DESCRIBED: ours
+        raise exc
+    if refused.code is ApiError.DEPENDENCY_UNAVAILABLE:
+        server = dependency_name(exc)
         log.warning("%s unavailable during %s %s: %s", server, request.method, request.url.path, type(exc).__name__)
-        message = f"{server} is unavailable; retry later."
-        return error_response(503, ApiError.DEPENDENCY_UNAVAILABLE, message, headers={"Retry-After": "5"})
-
-    return handler
+    return error_response(refused.status, refused.code, refused.message, headers=refused.headers)
 
 
 async def _validation(request: Request, exc: Exception) -> Response:
@@ -278,53 +342,9 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
-async def _upload_rejected(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, UploadRejected)
-    status, code = UPLOAD_REFUSALS[exc.refusal]
-    headers = {"Retry-After": QUEUE_FULL_RETRY_S} if code is ApiError.TENANT_QUEUE_FULL else None
-    return error_response(status, code, exc.message, headers=headers)
-
-
-async def _multipart(request: Request, exc: Exception) -> Response:
-    code = ApiError.TRUNCATED_MULTIPART if isinstance(exc, TruncatedBody) else ApiError.MALFORMED_MULTIPART
-    return error_response(400, code, str(exc))
-
-
-async def _queue_unavailable(request: Request, exc: Exception) -> Response:
-    return error_response(503, ApiError.QUEUE_UNAVAILABLE, str(exc), headers={"Retry-After": "5"})
-
-
-async def _key_in_use(request: Request, exc: Exception) -> Response:
-    return error_response(409, ApiError.IDEMPOTENCY_KEY_IN_USE, "A request with this Idempotency-Key is running.")
-
-
-async def _key_limit(request: Request, exc: Exception) -> Response:
-    return error_response(409, ApiError.KEY_LIMIT_REACHED, str(exc))
-
-
-async def _k_too_large(request: Request, exc: Exception) -> Response:
-    return error_response(422, ApiError.K_TOO_LARGE, str(exc))
-
-
-async def _llm(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, LLMError)
-    status, code = llm_error(exc)
-    return error_response(status, code, exc.message)
-
-
 def install(app: FastAPI) -> None:
     """Answer every exception a request may raise with its status and coded body."""
-    handlers: dict[type[Exception], Handler] = {
-        RequestValidationError: _validation,
-        StarletteHTTPException: _http_exception,
-        UploadRejected: _upload_rejected,
-        MultipartError: _multipart,  # and TruncatedBody, its subclass
-        QueueUnavailable: _queue_unavailable,
-        KeyInUse: _key_in_use,
-        KeyLimitReached: _key_limit,
-        KTooLarge: _k_too_large,
-        LLMError: _llm,  # and LLMTimeout
-    }
-    handlers |= {exc_type: _dependency_handler(server) for exc_type, server in DEPENDENCY_ERRORS.items()}
-    for exc_type, handler in handlers.items():
-        app.add_exception_handler(exc_type, handler)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    for exc_type in DESCRIBED:
+        app.add_exception_handler(exc_type, _described)

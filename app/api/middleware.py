@@ -32,6 +32,7 @@ from app.observability.logs import REQUEST_ID_HEADER, accept_request_id, request
 
 access_log = logging.getLogger("app.access")
 UPLOAD_ROUTE = "/upload"
+MCP_ROUTE = "/mcp"
 _CAPTURE_LIMIT = 256 * 1024  # an upload's answer lists its files; read it for their ids up to this size
 
 
@@ -150,12 +151,12 @@ def _file_ids(scope: Scope, captured: list[bytes] | None) -> list[str]:
 
 class BodyLimit:
     """413 `request_too_large` for a body over its limit: `POST /upload` may carry
-    MAX_FILES_PER_REQUEST files of MAX_UPLOAD_BYTES (plus 1 MiB of multipart framing),
-    every other request MAX_JSON_BYTES."""
+    MAX_FILES_PER_REQUEST files of MAX_UPLOAD_BYTES (plus 1 MiB of multipart framing), `/mcp`
+    a base64 document of MCP_MAX_UPLOAD_BYTES, every other request MAX_JSON_BYTES."""
 
-    def __init__(self, app: ASGIApp, upload_limit: int, other_limit: int) -> None:
+    def __init__(self, app: ASGIApp, upload_limit: int, other_limit: int, mcp_limit: int | None = None) -> None:
         self.app = app
-        self.upload_limit = upload_limit
+        self.limits = {UPLOAD_ROUTE: upload_limit, MCP_ROUTE: max(mcp_limit or other_limit, other_limit)}
         self.other_limit = other_limit
 
     def _error(self, limit: int) -> HTTPException:
@@ -166,7 +167,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if scope.get("path") == UPLOAD_ROUTE else self.other_limit
+        limit = self.limits.get(scope.get("path", ""), self.other_limit)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await JSONResponse({"detail": self._error(limit).detail}, 413)(scope, receive, send)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.answering.answer import Answer, Plan
 from app.api.auth import Scope
 from app.retrieval.filters import Filters
 from app.retrieval.params import Mode
@@ -196,6 +197,35 @@ class ContextAnswer(BaseModel):
     passages: list[Passage]
     latency_ms: dict[str, float] = Field(default_factory=dict)
     interaction_id: str | None = None
+
+
+def numbered_passages(plan: Plan) -> list[Passage]:
+    """The plan's passages with their numbers, from 1, as in the prompt and the citations."""
+    return [Passage.from_hit(h, n=n) for n, h in enumerate(plan.passages or [], start=1)]
+
+
+def context_answer(plan: Plan, result: Answer) -> ContextAnswer:
+    """The answer with its citations and passages (POST /generate-text-with-context, MCP `ask`)."""
+    passages = numbered_passages(plan)
+    by_n = {p.n: p for p in passages}
+    citations = [
+        Citation(
+            n=n, chunk_id=p.chunk_id, file_id=p.file_id, filename=p.filename, page_start=p.page_start,
+            page_end=p.page_end,
+        )
+        for n in result.citations
+        if (p := by_n.get(n)) is not None
+    ]  # fmt: skip
+    return ContextAnswer(
+        query=plan.query,
+        answer=result.text,
+        generator=result.generator,
+        model=result.model,
+        citations=citations,
+        passages=passages,
+        latency_ms=plan.record.latency_ms,
+        interaction_id=plan.record.id,
+    )
 
 
 class ContextError(BaseModel):

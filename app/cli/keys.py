@@ -1,8 +1,10 @@
-"""Admin CLI for API keys, straight against MongoDB (MONGO_URL, MONGO_DB): any tenant.
+"""Admin CLI for API keys, straight against MongoDB (MONGO_URL, MONGO_DB): any tenant. `docproc keys`
+runs this when it has no API key (or with --mongo); without MONGO_URL it is ./run.sh's local MongoDB.
 
-    python -m app.cli.keys create --tenant acme --name ci --scopes read,write   # prints the key once
-    python -m app.cli.keys list [--tenant acme] [--json]
-    python -m app.cli.keys revoke KEY_ID
+    .venv/bin/docproc keys create --tenant acme --name ci --scopes read,write   # prints the key once
+    .venv/bin/docproc keys list [--tenant acme] [--json]
+    .venv/bin/docproc keys revoke KEY_ID
+    .venv/bin/python -m app.cli.keys ...   # the same, as before
 
 `create` prints the key alone on stdout (and what it is on stderr): store it now, it is
 not kept. A tenant exists as soon as one of its keys does; its name is 1-63 of `a-z0-9_-`.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from typing import Any
@@ -23,15 +26,24 @@ from pymongo import MongoClient
 
 from app.api.auth import KEY_ID, parse_scopes
 from app.observability.logs import setup_logging
-from app.settings import TENANT_PATTERN, get_settings
+from app.settings import LOCAL_MONGO_PORT, TENANT_PATTERN, get_settings
 from app.stores.audit import CLI
 from app.stores.keys import KeyLimitReached, SyncKeyStore
 
 
-def _store() -> tuple[MongoClient, SyncKeyStore]:
+def mongo_url() -> str:
+    """MONGO_URL (environment or .env) when set, else the MongoDB of ./run.sh's stack on this machine."""
     s = get_settings()
-    client = MongoClient(s.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000, tz_aware=True)
-    return client, SyncKeyStore(client, s.mongo_db)
+    if "mongo_url" in s.model_fields_set:
+        return s.mongo_url.get_secret_value()
+    # ./run.sh's stack (devstack/) runs its MongoDB on LOCAL_MONGO_PORT, beside any mongod on 27017
+    port = int(os.environ.get("LOCAL_MONGO_PORT", LOCAL_MONGO_PORT))
+    return f"mongodb://127.0.0.1:{port}/?replicaSet=secantus&retryWrites=false"
+
+
+def _store() -> tuple[MongoClient, SyncKeyStore]:
+    client = MongoClient(mongo_url(), serverSelectionTimeoutMS=10_000, tz_aware=True)
+    return client, SyncKeyStore(client, get_settings().mongo_db)
 
 
 def _row(doc: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ findAndModify in time proportional to the collection (50 ms at 5,000 files again
 back in the same round trip.
 """
 
+import re
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,17 +101,24 @@ class FileStore:
         return None
 
     async def list(
-        self, tenant: str, status: FileStatus | None, limit: int, offset: int
+        self, tenant: str, status: FileStatus | None, limit: int, offset: int, name: str | None = None
     ) -> tuple[list[dict[str, Any]], int]:
+        """The tenant's files, newest first, with their total; `name` a filename glob (`*`, `?`; any case)."""
         flt: dict[str, Any] = {"tenant": tenant}
         if status:
             flt["status"] = status.value
+        if name:
+            flt["filename"] = {"$regex": glob_regex(name), "$options": "i"}
         total = await self.col.count_documents(flt)
         cursor = self.col.find(flt).sort("created_at", DESCENDING).skip(offset).limit(limit)
         return await cursor.to_list(length=limit), total
 
     async def delete(self, tenant: str, file_id: str) -> None:
         await self.col.delete_one({"_id": file_id, "tenant": tenant})
+
+    async def any_with_metadata(self, tenant: str, key: str, value: Any) -> bool:
+        """Whether any of the tenant's files has metadata `key` equal to `value` (or an array holding it)."""
+        return await self.col.find_one({"tenant": tenant, f"metadata.{key}": value}, {"_id": 1}) is not None
 
     async def count_pending(self, tenant: str) -> int:
         """The tenant's files not yet done: saving, queued or processing (MAX_PENDING_FILES_PER_TENANT).
@@ -263,6 +271,11 @@ class SyncFileStore:
 
     def delete(self, file_id: str) -> None:
         self.col.delete_one({"_id": file_id})
+
+
+def glob_regex(pattern: str) -> str:
+    """A filename glob as an anchored regular expression: `*` any characters, `?` one, the rest literal."""
+    return "^" + "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + "$"
 
 
 def _expired_or_legacy(legacy_field: str, legacy_cutoff: datetime) -> dict[str, Any]:

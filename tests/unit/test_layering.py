@@ -87,9 +87,19 @@ def test_a_router_never_imports_another_router():
             ("app.api", "app.main", *SERVICES),
         ),
         (("app",), ("worker", "devstack", "tests", "bench")),
-        (("worker",), ("app.api", "app.main", "devstack", "tests", "bench")),
+        (("worker",), ("app.api", "app.main", "app.mcp", "devstack", "tests", "bench")),
+        (("app.mcp",), ("app.api.routes", "app.main")),
+        ((*SERVICES, "app.stores"), ("app.mcp",)),
     ],
-    ids=["services-not-api", "stores-not-services-or-api", "base-not-above", "app-not-worker", "worker-not-api"],
+    ids=[
+        "services-not-api",
+        "stores-not-services-or-api",
+        "base-not-above",
+        "app-not-worker",
+        "worker-not-api",
+        "mcp-not-routers",
+        "nothing-below-uses-mcp",
+    ],
 )
 def test_imports_point_one_way(layer, forbidden):
     assert violations(layer, forbidden) == []

@@ -23,13 +23,13 @@ from app.api.deps import LLMDep, QueryEmbedder, QueryTenant, SettingsDep, Stores
 from app.api.errors import AUTHED, ApiError, error_body, http_error, llm_error, responses
 from app.api.interaction_log import log_after, log_now, open_entry
 from app.api.schemas import (
-    Citation,
     ContextAnswer,
     ContextError,
     ContextRequest,
     GenerateRequest,
     GenerateResponse,
-    Passage,
+    context_answer,
+    numbered_passages,
 )
 from app.retrieval.params import search_params
 from app.retrieval.search import retrieve
@@ -60,26 +60,6 @@ def sse(event: str, data: Any) -> str:
 # --- shaping ------------------------------------------------------------------------
 
 
-def _passages(plan: Plan) -> list[Passage]:
-    return [Passage.from_hit(h, n=n) for n, h in enumerate(plan.passages or [], start=1)]
-
-
-def _citations(passages: list[Passage], numbers: list[int]) -> list[Citation]:
-    by_n = {p.n: p for p in passages}
-    return [
-        Citation(
-            n=n,
-            chunk_id=by_n[n].chunk_id,
-            file_id=by_n[n].file_id,
-            filename=by_n[n].filename,
-            page_start=by_n[n].page_start,
-            page_end=by_n[n].page_end,
-        )
-        for n in numbers
-        if n in by_n
-    ]
-
-
 def _shape(plan: Plan, result: Answer) -> dict[str, Any]:
     """The answer object, as JSON (the body without streaming, the `done` event with it)."""
     latency, interaction_id = plan.record.latency_ms, plan.record.id
@@ -88,17 +68,7 @@ def _shape(plan: Plan, result: Answer) -> dict[str, Any]:
             query=plan.query, answer=result.text, model=result.model or "", latency_ms=latency,
             interaction_id=interaction_id,
         ).model_dump(mode="json")  # fmt: skip
-    passages = _passages(plan)
-    return ContextAnswer(
-        query=plan.query,
-        answer=result.text,
-        generator=result.generator,
-        model=result.model,
-        citations=_citations(passages, result.citations),
-        passages=passages,
-        latency_ms=latency,
-        interaction_id=interaction_id,
-    ).model_dump(mode="json")
+    return context_answer(plan, result).model_dump(mode="json")
 
 
 def _refusal(plan: Plan, exc: LLMError) -> Response:
@@ -109,7 +79,7 @@ def _refusal(plan: Plan, exc: LLMError) -> Response:
     body = ContextError(
         detail=error_body(code, exc.message)["detail"],
         query=plan.query,
-        passages=_passages(plan),
+        passages=numbered_passages(plan),
         latency_ms=plan.record.latency_ms,
         interaction_id=plan.record.id,
     )
@@ -146,7 +116,7 @@ async def _stream(plan: Plan, llm: LLMDep, stores: Stores) -> Response:
 async def _events(plan: Plan, stream: AnswerStream, stores: Stores) -> AsyncIterator[str]:
     try:
         if plan.with_context:
-            yield sse("passages", {"passages": [p.model_dump(mode="json") for p in _passages(plan)]})
+            yield sse("passages", {"passages": [p.model_dump(mode="json") for p in numbered_passages(plan)]})
         try:
             async for piece in stream:
                 yield sse("token", {"text": piece})

@@ -1,12 +1,13 @@
 import uuid
 
-import anyio
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ReadTenant, SettingsDep, StoresDep, WriteTenant
 from app.api.errors import AUTHED, ApiError, http_error, responses
 from app.api.schemas import FileList, FileOut, TenantStats
+from app.intake.removal import remove
 from app.status import FileStatus
+from app.stores.storable import storable
 
 router = APIRouter(prefix="/files", tags=["files"])
 stats_router = APIRouter(tags=["files"])
@@ -19,9 +20,13 @@ async def list_files(
     status: FileStatus | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000),
+    name: str | None = Query(None, min_length=1, max_length=500, description="a filename glob: `report-*.pdf`"),
 ) -> FileList:
-    """The caller's tenant's files, newest first."""
-    docs, total = await stores.files.list(tenant, status, limit, offset)
+    """The caller's tenant's files, newest first; `name` keeps those whose filename matches the glob
+    (`*` any characters, `?` one; any case)."""
+    if name is not None and not storable(name):
+        raise http_error(422, ApiError.INVALID_REQUEST, "name: NUL characters and invalid Unicode are not allowed.")
+    docs, total = await stores.files.list(tenant, status, limit, offset, name)
     return FileList(items=[FileOut.from_doc(d) for d in docs], total=total, limit=limit, offset=offset)
 
 
@@ -41,19 +46,7 @@ async def delete_file(file_id: uuid.UUID, tenant: WriteTenant, stores: StoresDep
     The file is first marked `deleting`: a job working on it stops at its next
     checkpoint, and if this request dies half-way the watchdog finishes the delete.
     """
-    fid = str(file_id)
-    if not await stores.files.mark_deleting(tenant, fid):
-        current = await stores.files.get(tenant, fid)
-        if current is None:
-            raise http_error(404, ApiError.FILE_NOT_FOUND, f"No file {file_id}.")
-        if current["status"] == FileStatus.SAVING.value:
-            raise http_error(409, ApiError.UPLOAD_IN_PROGRESS, "The file is still being uploaded.")
-        # already `deleting`: finish the job here too (every step is idempotent)
-    await anyio.to_thread.run_sync(stores.jobs.cancel, fid)
-    await stores.chunks.delete_file(tenant, fid)
-    await stores.blobs.delete_file(fid)
-    await stores.files.delete(tenant, fid)
-    stores.files.forget_pending(tenant)
+    await remove(stores, tenant, str(file_id))  # NotRemovable: 404 file_not_found, 409 upload_in_progress
     return Response(status_code=204)
 
 

@@ -1,5 +1,6 @@
-"""The API's reader of `chunks` (async, over a connection pool): the search statements and the
-delete of a file's chunks. Retrieval (app/retrieval/search.py) runs the legs, fuses and highlights.
+"""The API's reader of `chunks` (async, over a connection pool): the search statements, a file's
+chunks in order (MCP `get_chunks` and document resources) and the delete of a file's chunks.
+Retrieval (app/retrieval/search.py) runs the legs, fuses and highlights.
 
 - vector: cosine distance over the HNSW index. Iterative index scans
   (`hnsw.iterative_scan = relaxed_order`) keep the scan going until `n` rows pass
@@ -223,6 +224,20 @@ class ChunkSearch:
                 _HEADLINE_SQL, {"loose": loose, "opts": HEADLINE_OPTIONS, "tenant": tenant, "ids": chunk_ids}
             )
             return {r["id"]: r["h"] for r in await cur.fetchall()}
+
+    async def file_chunks(self, tenant: str, file_id: str, limit: int, offset: int) -> tuple[list[Row], int]:
+        """A page of the file's chunks in document order (COLUMNS), and how many it has."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {COLUMNS} FROM chunks WHERE tenant = %s AND file_id = %s ORDER BY ordinal LIMIT %s OFFSET %s",
+                (tenant, file_id, limit, offset),
+            )
+            rows = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM chunks WHERE tenant = %s AND file_id = %s", (tenant, file_id)
+            )
+            total = (await cur.fetchone() or {"n": 0})["n"]
+        return rows, total
 
     async def delete_file(self, tenant: str, file_id: str) -> int:
         """Remove the file's chunks and fence it off for good: a worker still on it can write nothing."""

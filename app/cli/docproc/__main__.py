@@ -1,0 +1,3 @@
+from app.cli.docproc.commands import main
+
+main()

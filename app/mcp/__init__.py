@@ -1,0 +1,1 @@
+"""The Model Context Protocol server: docproc's tools and documents for AI assistants and agents."""
