@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from app.answering.answer import Answer, Plan
 from app.api.auth import Scope
+from app.intake.receiver import IncomingFile
 from app.retrieval.filters import Filters
 from app.retrieval.params import Mode
 from app.retrieval.search import Hit
@@ -65,6 +66,21 @@ class UploadedFile(BaseModel):
     status: FileStatus
     status_url: str
     duplicate_of: str | None = None  # set when DEDUP=return_existing answered with an existing file
+
+    @classmethod
+    def from_incoming(cls, f: IncomingFile) -> "UploadedFile":
+        """A received file, or the existing one it repeats (`duplicate_of`)."""
+        file_id = f.duplicate_of or f.file_id
+        return cls(
+            file_id=file_id,
+            filename=f.filename,
+            content_type=f.content_type or "",
+            size=f.size,
+            sha256=f.sha256,
+            status=FileStatus(f.duplicate_status) if f.duplicate_of else FileStatus.QUEUED,
+            status_url=f"/files/{file_id}",
+            duplicate_of=f.duplicate_of,
+        )
 
 
 class UploadResponse(BaseModel):

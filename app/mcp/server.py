@@ -372,17 +372,7 @@ def build(settings: Settings) -> DocprocMCP:
             incoming = upload_request(name, content, metadata, request_id)
             owner = lease.owner_id(f"mcp:{request_id or ''}")
             receiver = Receiver(incoming, call.tenant, call.state.stores, call.settings, owner)
-            f = (await receiver.accept())[0]
-            return UploadedFile(
-                file_id=f.duplicate_of or f.file_id,
-                filename=f.filename,
-                content_type=f.content_type or "",
-                size=f.size,
-                sha256=f.sha256,
-                status=FileStatus(f.duplicate_status) if f.duplicate_of else FileStatus.QUEUED,
-                status_url=f"/files/{f.duplicate_of or f.file_id}",
-                duplicate_of=f.duplicate_of,
-            )
+            return UploadedFile.from_incoming((await receiver.accept())[0])
 
         return await run(ctx, "write", body, limit="upload")
 

@@ -9,7 +9,6 @@ from app.api.deps import SettingsDep, StoresDep, UploadTenant
 from app.api.errors import AUTHED, ApiError, http_error, responses
 from app.api.schemas import UploadedFile, UploadResponse
 from app.intake.receiver import Receiver, digest_only
-from app.status import FileStatus
 
 router = APIRouter(tags=["files"])
 
@@ -99,18 +98,6 @@ async def _replay(request: Request, tenant: str, prior: dict[str, Any]) -> JSONR
 async def _receive(receiver: Receiver) -> tuple[int, dict]:
     # the body's size (Content-Length, and as it streams) is bounded by app.api.middleware.BodyLimit
     files = await receiver.accept()
-    out = [
-        UploadedFile(
-            file_id=f.duplicate_of or f.file_id,
-            filename=f.filename,
-            content_type=f.content_type or "",
-            size=f.size,
-            sha256=f.sha256,
-            status=FileStatus(f.duplicate_status) if f.duplicate_of else FileStatus.QUEUED,
-            status_url=f"/files/{f.duplicate_of or f.file_id}",
-            duplicate_of=f.duplicate_of,
-        )
-        for f in files
-    ]
+    out = [UploadedFile.from_incoming(f) for f in files]
     status = 200 if all(f.duplicate_of for f in files) else 202
     return status, UploadResponse(files=out).model_dump(mode="json")
